@@ -1,0 +1,54 @@
+// Command slirp gives an unprivileged network namespace its network: it
+// creates a tap device inside the namespace and serves it with a user-mode
+// TCP/IP stack whose connections become ordinary host sockets. It is a
+// drop-in replacement for slirp4netns (install it under that name) and takes
+// the same command line:
+//
+//	slirp [OPTION]... PID|PATH [TAPNAME]
+//
+// See slirp --help and docs/ in the source tree.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/slirp-dev/slirp/internal/cli"
+	"github.com/slirp-dev/slirp/tap"
+)
+
+func main() {
+	// In the helper that slirp starts inside the target namespaces this
+	// runs the helper and never returns.
+	tap.HelperMain()
+	os.Exit(run(os.Args[0], os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run parses the command line and runs the daemon; it returns the exit
+// status.
+func run(argv0 string, args []string, stdout, stderr io.Writer) int {
+	cfg, err := cli.Parse(argv0, args)
+	if err != nil {
+		var uerr *cli.UsageError
+		if errors.As(err, &uerr) {
+			_ = uerr.Print(stdout, stderr)
+			return uerr.ExitCode
+		}
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintln(stdout, w)
+	}
+	switch {
+	case cfg.Help:
+		fmt.Fprint(stdout, cli.Usage(argv0))
+		return 0
+	case cfg.Version:
+		fmt.Fprint(stdout, cli.VersionText())
+		return 0
+	}
+	return runDaemon(cfg, stdout, stderr)
+}

@@ -1,0 +1,95 @@
+package netstack
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
+)
+
+// The methods in this file give the daemon's own services (the DNS
+// forwarder, port forwards) sockets on the guest-facing side of the stack.
+
+func protoOf(a netip.Addr) tcpip.NetworkProtocolNumber {
+	if a.Unmap().Is4() {
+		return ipv4.ProtocolNumber
+	}
+	return ipv6.ProtocolNumber
+}
+
+// ListenTCP listens on one of the stack's addresses (such as the DNS
+// address, port 53); guests connect to it as to any server.
+func (s *Stack) ListenTCP(addr netip.AddrPort) (net.Listener, error) {
+	if s.isClosing() {
+		return nil, ErrClosed
+	}
+	l, err := gonet.ListenTCP(s.stack, toFull(addr), protoOf(addr.Addr()))
+	if err != nil {
+		return nil, fmt.Errorf("listen tcp %v on the guest network: %w", addr, err)
+	}
+	return l, nil
+}
+
+// ListenUDP opens an unconnected UDP socket on one of the stack's
+// addresses.
+func (s *Stack) ListenUDP(addr netip.AddrPort) (net.PacketConn, error) {
+	if s.isClosing() {
+		return nil, ErrClosed
+	}
+	laddr := toFull(addr)
+	c, err := gonet.DialUDP(s.stack, &laddr, nil, protoOf(addr.Addr()))
+	if err != nil {
+		return nil, fmt.Errorf("listen udp %v on the guest network: %w", addr, err)
+	}
+	return c, nil
+}
+
+// DialTCP connects to a guest address from src. A zero src comes from the
+// gateway; any other source address is used as it is, so a server in the
+// guest sees a forwarded client's real address.
+func (s *Stack) DialTCP(ctx context.Context, src, dst netip.AddrPort) (net.Conn, error) {
+	if s.isClosing() {
+		return nil, ErrClosed
+	}
+	if !src.Addr().IsValid() {
+		src = netip.AddrPortFrom(s.sourceFor(dst.Addr()), src.Port())
+	}
+	c, err := gonet.DialTCPWithBind(ctx, s.stack, toFull(src), toFull(dst), protoOf(dst.Addr()))
+	if err != nil {
+		return nil, fmt.Errorf("connect to %v in the guest: %w", dst, err)
+	}
+	return c, nil
+}
+
+// DialUDP opens a UDP socket connected to a guest address, from src as in
+// DialTCP.
+func (s *Stack) DialUDP(src, dst netip.AddrPort) (net.Conn, error) {
+	if s.isClosing() {
+		return nil, ErrClosed
+	}
+	if !src.Addr().IsValid() {
+		src = netip.AddrPortFrom(s.sourceFor(dst.Addr()), src.Port())
+	}
+	laddr, raddr := toFull(src), toFull(dst)
+	c, err := gonet.DialUDP(s.stack, &laddr, &raddr, protoOf(dst.Addr()))
+	if err != nil {
+		return nil, fmt.Errorf("udp to %v in the guest: %w", dst, err)
+	}
+	return c, nil
+}
+
+// sourceFor is the gateway address of dst's family.
+func (s *Stack) sourceFor(dst netip.Addr) netip.Addr {
+	if dst.Unmap().Is4() {
+		return s.cfg.Gateway
+	}
+	return s.cfg.Gateway6
+}
+
+// Gateway is the stack's IPv4 gateway address.
+func (s *Stack) Gateway() netip.Addr { return s.cfg.Gateway }

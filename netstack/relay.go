@@ -1,0 +1,87 @@
+package netstack
+
+import (
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+)
+
+// relayBufSize is the copy buffer per direction: large enough that a
+// 64 KiB-MTU guest segment moves in one read and one write.
+const relayBufSize = 256 << 10
+
+var relayBufs = sync.Pool{New: func() any { b := make([]byte, relayBufSize); return &b }}
+
+// tcpRelay copies one guest connection to its host connection and back.
+// A FIN in one direction is passed on as a FIN (half-close); an error or
+// RST on either side resets both.
+type tcpRelay struct {
+	guest   *gonet.TCPConn
+	guestEP tcpip.Endpoint
+	host    net.Conn
+
+	toHost  atomic.Int64 // bytes guest → host
+	toGuest atomic.Int64 // bytes host → guest
+
+	abortOnce sync.Once
+}
+
+type closeWriter interface{ CloseWrite() error }
+
+// run copies both ways until both directions end, then closes both sides.
+func (r *tcpRelay) run() {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.pipe(r.host, r.guest, &r.toHost)
+	}()
+	r.pipe(r.guest, r.host, &r.toGuest)
+	<-done
+	r.guest.Close()
+	r.host.Close()
+}
+
+// pipe copies src to dst. On EOF it half-closes dst; on any error it aborts
+// the whole relay so that the other direction ends too.
+func (r *tcpRelay) pipe(dst, src net.Conn, count *atomic.Int64) {
+	bp := relayBufs.Get().(*[]byte)
+	defer relayBufs.Put(bp)
+	buf := *bp
+	for {
+		n, rerr := src.Read(buf)
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				r.abort()
+				return
+			}
+			count.Add(int64(n))
+		}
+		if rerr != nil {
+			if errors.Is(rerr, io.EOF) {
+				if cw, ok := dst.(closeWriter); ok && cw.CloseWrite() == nil {
+					return
+				}
+			}
+			r.abort()
+			return
+		}
+	}
+}
+
+// abort resets both sides: the guest gets a RST from the stack and the host
+// peer a RST from the kernel (SO_LINGER 0).
+func (r *tcpRelay) abort() {
+	r.abortOnce.Do(func() {
+		r.guestEP.Abort()
+		if tc, ok := r.host.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0)
+		}
+		r.host.Close()
+		r.guest.Close()
+	})
+}

@@ -25,8 +25,10 @@ type tcpRelay struct {
 	guestEP tcpip.Endpoint
 	host    net.Conn
 
-	toHost  atomic.Int64 // bytes guest → host
-	toGuest atomic.Int64 // bytes host → guest
+	// sentToHost and sentToGuest count this connection's bytes; toHost and
+	// toGuest are the stack-wide totals they are also added to.
+	sentToHost, sentToGuest atomic.Uint64
+	toHost, toGuest         *atomic.Uint64
 
 	abortOnce sync.Once
 }
@@ -38,9 +40,9 @@ func (r *tcpRelay) run() {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		r.pipe(r.host, r.guest, &r.toHost)
+		r.pipe(r.host, r.guest, &r.sentToHost, r.toHost)
 	}()
-	r.pipe(r.guest, r.host, &r.toGuest)
+	r.pipe(r.guest, r.host, &r.sentToGuest, r.toGuest)
 	<-done
 	r.guest.Close()
 	r.host.Close()
@@ -48,7 +50,7 @@ func (r *tcpRelay) run() {
 
 // pipe copies src to dst. On EOF it half-closes dst; on any error it aborts
 // the whole relay so that the other direction ends too.
-func (r *tcpRelay) pipe(dst, src net.Conn, count *atomic.Int64) {
+func (r *tcpRelay) pipe(dst, src net.Conn, count, total *atomic.Uint64) {
 	bp := relayBufs.Get().(*[]byte)
 	defer relayBufs.Put(bp)
 	buf := *bp
@@ -59,7 +61,8 @@ func (r *tcpRelay) pipe(dst, src net.Conn, count *atomic.Int64) {
 				r.abort()
 				return
 			}
-			count.Add(int64(n))
+			count.Add(uint64(n))
+			total.Add(uint64(n))
 		}
 		if rerr != nil {
 			if errors.Is(rerr, io.EOF) {

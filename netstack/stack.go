@@ -117,8 +117,9 @@ type Stack struct {
 	linkDown     chan struct{}
 	linkDownOnce sync.Once
 
-	tcp *tcpForwarder
-	udp *udpForwarder
+	tcp      *tcpForwarder
+	udp      *udpForwarder
+	counters counters
 
 	closeOnce sync.Once
 }

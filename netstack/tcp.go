@@ -65,6 +65,7 @@ func (f *tcpForwarder) handlePacket(id stack.TransportEndpointID, pkt *stack.Pac
 	case drop:
 		return true
 	case refuse:
+		f.s.counters.tcpRefused.Add(1)
 		f.s.sendUnreachable(quote(pkt), netUnreachable)
 		return true
 	}
@@ -81,6 +82,7 @@ func (f *tcpForwarder) handlePacket(id stack.TransportEndpointID, pkt *stack.Pac
 	}
 	if len(f.pending) >= f.s.cfg.MaxPendingTCP {
 		f.mu.Unlock()
+		f.s.counters.tcpDropped.Add(1)
 		f.s.log.Warn("TCP connection dropped: too many connections being set up",
 			"limit", f.s.cfg.MaxPendingTCP, "flow", flowString(id))
 		return true
@@ -126,6 +128,7 @@ func (f *tcpForwarder) handleRequest(r *tcp.ForwarderRequest) {
 	}
 	host, err := f.s.dial(f.s.ctx, network, p.target)
 	if err != nil {
+		f.s.counters.tcpFailed.Add(1)
 		kind, reply := classifyDialError(err)
 		switch reply {
 		case replyReset:
@@ -152,10 +155,12 @@ func (f *tcpForwarder) handleRequest(r *tcp.ForwarderRequest) {
 	}
 	r.Complete(false)
 	f.finish(id)
+	f.s.counters.tcpOpened.Add(1)
 	// Keepalive finds guests that vanished without a FIN or RST.
 	ep.SocketOptions().SetKeepAlive(true)
 
-	rl := &tcpRelay{guest: gonet.NewTCPConn(&wq, ep), guestEP: ep, host: host}
+	rl := &tcpRelay{guest: gonet.NewTCPConn(&wq, ep), guestEP: ep, host: host,
+		toHost: &f.s.counters.tcpToHost, toGuest: &f.s.counters.tcpToGuest}
 	f.mu.Lock()
 	if f.closed {
 		f.mu.Unlock()
@@ -169,7 +174,7 @@ func (f *tcpForwarder) handleRequest(r *tcp.ForwarderRequest) {
 	f.mu.Lock()
 	delete(f.conns, rl)
 	f.mu.Unlock()
-	log.Debug("TCP connection closed", "to_host", rl.toHost.Load(), "to_guest", rl.toGuest.Load())
+	log.Debug("TCP connection closed", "to_host", rl.sentToHost.Load(), "to_guest", rl.sentToGuest.Load())
 }
 
 // close stops accepting connections and aborts the live ones; the stack's

@@ -46,6 +46,7 @@ func (f *udpForwarder) handlePacket(id stack.TransportEndpointID, pkt *stack.Pac
 	case drop:
 		return true
 	case refuse:
+		f.s.counters.udpRefused.Add(1)
 		f.s.sendUnreachable(quote(pkt), netUnreachable)
 		return true
 	}
@@ -56,6 +57,7 @@ func (f *udpForwarder) handlePacket(id stack.TransportEndpointID, pkt *stack.Pac
 		return true
 	}
 	if len(f.flows) >= f.s.cfg.MaxUDPFlows {
+		f.s.counters.udpDropped.Add(1)
 		warn := time.Since(f.limitLogged) > 10*time.Second
 		if warn {
 			f.limitLogged = time.Now()
@@ -116,6 +118,7 @@ func (f *udpForwarder) handlePacket(id stack.TransportEndpointID, pkt *stack.Pac
 	f.flows[id] = fl
 	f.s.wg.Add(2)
 	f.mu.Unlock()
+	f.s.counters.udpOpened.Add(1)
 	f.s.log.Debug("UDP flow open", "flow", flowString(id), "target", target.String())
 	go fl.toHost()
 	go fl.toGuest()
@@ -186,6 +189,7 @@ func (fl *udpFlow) toHost() {
 			return
 		}
 		fl.touch()
+		fl.f.s.counters.udpToHost.Add(uint64(n))
 		// A write error (the host's previous ICMP error surfacing as
 		// ECONNREFUSED) does not end the flow, as on a real network.
 		_, _ = fl.host.Write(buf[:n])
@@ -217,6 +221,7 @@ func (fl *udpFlow) toGuest() {
 		if _, err := fl.guest.Write(buf[:n]); err != nil {
 			return
 		}
+		fl.f.s.counters.udpToGuest.Add(uint64(n))
 	}
 }
 

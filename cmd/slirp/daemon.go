@@ -34,6 +34,10 @@ type daemon struct {
 	stdout io.Writer
 
 	tapFile *os.File
+	// ns is the helper inside the target namespaces (nil in tapfd and bess
+	// modes). It stays for the daemon's life: port forwards open their
+	// sockets inside the namespace through it.
+	ns *tap.Namespace
 	// target and targetNetns identify the target process and its network
 	// namespace in pid mode, taken before the tap is created so that a
 	// target that exits at once is still noticed.
@@ -110,6 +114,11 @@ func (d *daemon) start(ctx context.Context) error {
 			return err
 		}
 	}
+	if cfg.APISocket != "" {
+		if err := d.startAPI(ctx); err != nil {
+			return err
+		}
+	}
 	if cfg.PIDFile != "" {
 		if err := os.WriteFile(cfg.PIDFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
 			return fmt.Errorf("write pid file: %w", err)
@@ -144,7 +153,6 @@ func (d *daemon) warnUnenforced() {
 		flag string
 	}{
 		{d.cfg.EnableIPv6, "--enable-ipv6"},
-		{d.cfg.APISocket != "", "--api-socket"},
 		{d.cfg.EnableSandbox, "--enable-sandbox"},
 		{d.cfg.EnableSeccomp, "--enable-seccomp"},
 	} {
@@ -179,7 +187,7 @@ func (d *daemon) openLink(ctx context.Context) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer ns.Close()
+	d.ns = ns
 	tc := tap.TapConfig{Name: cfg.TapName}
 	if cfg.Configure {
 		tc.Configure = &tap.Addressing{
@@ -262,7 +270,11 @@ func (d *daemon) wait(ctx context.Context, exitFDOpen bool) string {
 	}
 	if d.target != nil {
 		wg.Go(func() {
-			if watch.NetnsEmpty(wctx, d.target, d.targetNetns, netnsPollInterval) == nil {
+			var exclude []int
+			if d.ns != nil {
+				exclude = append(exclude, d.ns.PID())
+			}
+			if watch.NetnsEmpty(wctx, d.target, d.targetNetns, netnsPollInterval, exclude...) == nil {
 				reasons <- "the target namespace has no process left"
 			}
 		})
@@ -286,6 +298,9 @@ func (d *daemon) close() {
 		d.stack.Close()
 	}
 	d.wg.Wait()
+	if d.ns != nil {
+		d.ns.Close()
+	}
 	if d.tapFile != nil {
 		d.tapFile.Close()
 	}

@@ -898,8 +898,8 @@ func TestFromFDRejects(t *testing.T) {
 func TestNSRootless(t *testing.T) {
 	nstest.RequireUnprivilegedTun(t)
 	uid, gid := nstest.UnprivilegedUser(t)
-	ns := newRootlessNetns(t, uid, gid)
-	exe := copyTestBinary(t)
+	ns := nstest.NewNetns(t, nstest.WithUserns(), nstest.AsUser(uid, gid))
+	exe := nstest.CopyTestBinary(t)
 	cred := &syscall.Credential{Uid: uid, Gid: gid, Groups: []uint32{}}
 
 	t.Run("pid", func(t *testing.T) {

@@ -282,7 +282,7 @@ func startDaemon(t *testing.T, o daemonOpts) *daemonProc {
 	}
 	cmd := exec.Command(name, args...)
 	// A race report makes the daemon exit 66 at once, which fails the test.
-	cmd.Env = append(os.Environ(), "GORACE=halt_on_error=1 exitcode=66")
+	cmd.Env = append(os.Environ(), "GORACE=halt_on_error=1 exitcode=66 atexit_sleep_ms=0")
 	d := &daemonProc{cmd: cmd, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = d.stdout, d.stderr
 	files := []*os.File{readyW}

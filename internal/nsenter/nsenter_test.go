@@ -270,48 +270,12 @@ func TestBadCloseFrom(t *testing.T) {
 	}
 }
 
-// copyTestBinary copies the test binary where the unprivileged test user can
-// run it; go test keeps it in a directory only root may enter.
-func copyTestBinary(t *testing.T) string {
-	t.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir, err := os.MkdirTemp("", "nsenter-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	src, err := os.Open(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	dst := filepath.Join(dir, "nsenter.test")
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY, 0o755)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(out, src); err != nil {
-		out.Close()
-		t.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return dst
-}
-
 // An unprivileged user joins the user and network namespaces it created
 // with `unshare -Urn`, the rootless case.
 func TestNSUnprivilegedJoin(t *testing.T) {
 	uid, gid := nstest.UnprivilegedUser(t)
-	ns := newRootlessNetns(t, uid, gid)
-	exe := copyTestBinary(t)
+	ns := nstest.NewNetns(t, nstest.WithUserns(), nstest.AsUser(uid, gid))
+	exe := nstest.CopyTestBinary(t)
 	cred := &syscall.Credential{Uid: uid, Gid: gid, Groups: []uint32{}}
 	r := runChild(t, exe, nsenter.Request{UsernsPath: ns.UsernsPath, NetnsPath: ns.Path}, cred, nil)
 	if r.Err != "" || r.UsernsErr != "" || !r.JoinedUserns || !r.JoinedNetns {
@@ -329,7 +293,7 @@ func TestNSUnprivilegedJoin(t *testing.T) {
 func TestNSUnprivilegedDenied(t *testing.T) {
 	uid, gid := nstest.UnprivilegedUser(t)
 	ns := nstest.NewNetns(t, nstest.WithUserns())
-	exe := copyTestBinary(t)
+	exe := nstest.CopyTestBinary(t)
 	cred := &syscall.Credential{Uid: uid, Gid: gid, Groups: []uint32{}}
 	r := runChild(t, exe, nsenter.Request{UsernsPath: ns.UsernsPath, NetnsPath: ns.Path}, cred, nil)
 	if want := "open " + ns.Path + ": Permission denied"; r.Err != want || r.JoinedUserns || r.JoinedNetns {
@@ -342,8 +306,8 @@ func TestNSUnprivilegedDenied(t *testing.T) {
 // namespace that owns it.
 func TestNSUnprivilegedNetnsOnly(t *testing.T) {
 	uid, gid := nstest.UnprivilegedUser(t)
-	ns := newRootlessNetns(t, uid, gid)
-	exe := copyTestBinary(t)
+	ns := nstest.NewNetns(t, nstest.WithUserns(), nstest.AsUser(uid, gid))
+	exe := nstest.CopyTestBinary(t)
 	cred := &syscall.Credential{Uid: uid, Gid: gid, Groups: []uint32{}}
 	r := runChild(t, exe, nsenter.Request{NetnsPath: ns.Path}, cred, nil)
 	if want := "setns " + ns.Path + ": Operation not permitted"; r.Err != want || r.Errno != int(syscall.EPERM) || r.JoinedNetns {
@@ -356,7 +320,7 @@ func TestNSUnprivilegedNetnsOnly(t *testing.T) {
 func TestNSSecureExecRefuses(t *testing.T) {
 	uid, gid := nstest.UnprivilegedUser(t)
 	ns := nstest.NewNetns(t)
-	exe := copyTestBinary(t)
+	exe := nstest.CopyTestBinary(t)
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(exe, &st); err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -160,7 +161,7 @@ func NewNetns(t testing.TB, opts ...Option) *Netns {
 		_ = cmd.Wait()
 	})
 	if o.cred != nil {
-		waitUnshared(t, cmd.Process.Pid)
+		waitUnshared(t, cmd.Process.Pid, o.userns)
 	}
 	n := &Netns{
 		PID:        cmd.Process.Pid,
@@ -174,8 +175,9 @@ func NewNetns(t testing.TB, opts ...Option) *Netns {
 }
 
 // waitUnshared waits, for at most 10 s, until process pid has left this
-// process's network namespace.
-func waitUnshared(t testing.TB, pid int) {
+// process's network namespace and, with userns, until unshare(1) has
+// written its uid and gid maps (it does so after unsharing).
+func waitUnshared(t testing.TB, pid int, userns bool) {
 	t.Helper()
 	self, err := os.Readlink("/proc/self/ns/net")
 	if err != nil {
@@ -184,11 +186,19 @@ func waitUnshared(t testing.TB, pid int) {
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		if ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid)); err == nil && ns != self {
-			return
+			if !userns || (mapWritten(pid, "uid_map") && mapWritten(pid, "gid_map")) {
+				return
+			}
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
 	t.Fatalf("process %d did not enter a new network namespace within 10s", pid)
+}
+
+// mapWritten says /proc/PID/<name> has a mapping in it.
+func mapWritten(pid int, name string) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, name))
+	return err == nil && len(bytes.TrimSpace(b)) > 0
 }
 
 // Command returns a command that runs inside the namespace (and its user
@@ -302,4 +312,33 @@ func RequireUnprivilegedTun(t testing.TB) {
 	if st.Mode().Perm()&0o006 != 0o006 {
 		t.Skipf("/dev/net/tun is mode %v: unprivileged users cannot open it (chmod 0666 /dev/net/tun, as Debian ships it)", st.Mode().Perm())
 	}
+}
+
+// CopyTestBinary copies the running test binary into a directory any user
+// may enter and returns its path, so that the unprivileged test user (or a
+// helper re-executed as that user) can run it: go test keeps the binary in a
+// directory only its owner may enter.
+func CopyTestBinary(t testing.TB) string {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "slirp-testbin-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(dir, filepath.Base(exe))
+	if err := os.WriteFile(dst, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dst
 }

@@ -10,6 +10,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+	"gvisor.dev/gvisor/pkg/waiter"
 )
 
 // The methods in this file give the daemon's own services (the DNS
@@ -93,3 +95,23 @@ func (s *Stack) sourceFor(dst netip.Addr) netip.Addr {
 
 // Gateway is the stack's IPv4 gateway address.
 func (s *Stack) Gateway() netip.Addr { return s.cfg.Gateway }
+
+// ListenUDPBroadcast opens a UDP socket on port of every address of the
+// stack's IPv4 side that may send to the limited broadcast address, for a
+// server whose clients have no address yet (DHCP).
+func (s *Stack) ListenUDPBroadcast(port uint16) (net.PacketConn, error) {
+	if s.isClosing() {
+		return nil, ErrClosed
+	}
+	var wq waiter.Queue
+	ep, err := s.stack.NewEndpoint(udp.ProtocolNumber, ipv4.ProtocolNumber, &wq)
+	if err != nil {
+		return nil, fmt.Errorf("udp socket on the guest network: %w", stackErr(err))
+	}
+	ep.SocketOptions().SetBroadcast(true)
+	if err := ep.Bind(tcpip.FullAddress{NIC: nicID, Port: port}); err != nil {
+		ep.Close()
+		return nil, fmt.Errorf("listen udp :%d on the guest network: %w", port, stackErr(err))
+	}
+	return gonet.NewUDPConn(&wq, ep), nil
+}

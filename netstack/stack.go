@@ -119,6 +119,8 @@ type Stack struct {
 
 	tcp      *tcpForwarder
 	udp      *udpForwarder
+	echo     *echoForwarder
+	ra       *routerAdvertiser // nil without IPv6
 	counters counters
 
 	closeOnce sync.Once
@@ -219,7 +221,14 @@ func (s *Stack) build() error {
 	netProtos := []stack.NetworkProtocolFactory{ipv4.NewProtocol, arp.NewProtocol}
 	transProtos := []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4}
 	if s.cfg.Network6.IsValid() {
-		netProtos = append(netProtos, ipv6.NewProtocol)
+		netProtos = append(netProtos, ipv6.NewProtocolWithOptions(ipv6.Options{
+			// The stack is the router: it neither configures itself from
+			// advertisements nor probes for duplicates of its fixed
+			// addresses, which would leave them tentative at start.
+			NDPConfigs:       ipv6.NDPConfigurations{HandleRAs: ipv6.HandlingRAsDisabled},
+			DADConfigs:       stack.DADConfigurations{DupAddrDetectTransmits: 0},
+			AutoGenLinkLocal: false,
+		}))
 		transProtos = append(transProtos, icmp.NewProtocol6)
 	}
 	s.stack = stack.New(stack.Options{
@@ -240,8 +249,14 @@ func (s *Stack) build() error {
 	s.stack.SetTransportProtocolHandler(tcp.ProtocolNumber, s.tcp.handlePacket)
 	s.udp = newUDPForwarder(s)
 	s.stack.SetTransportProtocolHandler(udp.ProtocolNumber, s.udp.handlePacket)
+	s.echo = newEchoForwarder(s)
+	s.stack.SetTransportProtocolHandler(icmp.ProtocolNumber4, s.echo.handlePacket)
+	if s.cfg.Network6.IsValid() {
+		s.stack.SetTransportProtocolHandler(icmp.ProtocolNumber6, s.echo.handlePacket)
+		s.ra = newRouterAdvertiser(s)
+	}
 
-	link, err := fdbased.New(&fdbased.Options{
+	tapLink, err := fdbased.New(&fdbased.Options{
 		FDs:            []int{s.cfg.TapFD},
 		MTU:            s.cfg.MTU,
 		EthernetHeader: true,
@@ -259,8 +274,8 @@ func (s *Stack) build() error {
 	if err != nil {
 		return fmt.Errorf("netstack: link endpoint on tap fd %d: %w", s.cfg.TapFD, err)
 	}
-	s.link = link
-	if err := s.stack.CreateNICWithOptions(nicID, link, stack.NICOptions{Name: "tap"}); err != nil {
+	s.link = newGuardLink(s, tapLink)
+	if err := s.stack.CreateNICWithOptions(nicID, s.link, stack.NICOptions{Name: "tap"}); err != nil {
 		return fmt.Errorf("netstack: create NIC: %w", stackErr(err))
 	}
 	// Promiscuous mode delivers packets for every destination to our
@@ -278,7 +293,8 @@ func (s *Stack) build() error {
 	if s.cfg.Network6.IsValid() {
 		addrs = append(addrs,
 			netip.PrefixFrom(s.cfg.Gateway6, s.cfg.Network6.Bits()),
-			netip.PrefixFrom(s.cfg.DNS6, s.cfg.Network6.Bits()))
+			netip.PrefixFrom(s.cfg.DNS6, s.cfg.Network6.Bits()),
+			netip.PrefixFrom(linkLocalGateway, 64))
 	}
 	for _, p := range addrs {
 		proto := ipv4.ProtocolNumber
@@ -303,6 +319,10 @@ func (s *Stack) build() error {
 		routes = append(routes, tcpip.Route{Destination: header.IPv6EmptySubnet, NIC: nicID})
 	}
 	s.stack.SetRouteTable(routes)
+	if s.ra != nil {
+		s.wg.Add(1)
+		go s.ra.run()
+	}
 	return nil
 }
 
@@ -345,6 +365,7 @@ func (s *Stack) Close() error {
 		s.cancel()
 		s.tcp.close()
 		s.udp.close()
+		s.echo.close()
 		s.wg.Wait()
 		s.stack.Close()
 		// Closing the NIC stops the tap dispatcher; Wait returns once it
@@ -383,6 +404,16 @@ func (s *Stack) DialHost(ctx context.Context, network, address string) (net.Conn
 		}
 	}
 	return d.DialContext(ctx, network, address)
+}
+
+// isOwnAddress says a is one of the addresses the stack holds itself.
+func (s *Stack) isOwnAddress(a tcpip.Address) bool {
+	ip, _ := netip.AddrFromSlice(a.AsSlice())
+	switch ip {
+	case s.cfg.Gateway, s.cfg.DNS, linkLocalGateway:
+		return true
+	}
+	return s.cfg.Network6.IsValid() && (ip == s.cfg.Gateway6 || ip == s.cfg.DNS6)
 }
 
 // isClosing reports whether Close has begun.

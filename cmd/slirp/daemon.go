@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/slirp-dev/slirp/dhcp"
 	"github.com/slirp-dev/slirp/dns"
 	"github.com/slirp-dev/slirp/internal/cli"
 	"github.com/slirp-dev/slirp/internal/watch"
@@ -44,11 +45,13 @@ type daemon struct {
 	target      *watch.Process
 	targetNetns watch.NetnsID
 	stack       *netstack.Stack
-	dns     *dns.Server
-	pidFile string
+	dns         *dns.Server
+	pidFile     string
 
-	// services run until ctx is cancelled; wg waits for them.
-	wg sync.WaitGroup
+	// services run until cancel is called (by close, or by a signal
+	// through the parent context); wg waits for them.
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
 func runDaemon(cfg *cli.Config, stdout, stderr io.Writer) int {
@@ -76,7 +79,9 @@ func runDaemon(cfg *cli.Config, stdout, stderr io.Writer) int {
 }
 
 // start brings everything up and then writes the ready fd.
-func (d *daemon) start(ctx context.Context) error {
+func (d *daemon) start(parent context.Context) error {
+	ctx, cancel := context.WithCancel(parent)
+	d.cancel = cancel
 	cfg := d.cfg
 	d.warnUnenforced()
 	if cfg.TargetType == cli.TargetNetns && cfg.NetnsType == cli.NetnsTypePID {
@@ -92,7 +97,7 @@ func (d *daemon) start(ctx context.Context) error {
 	d.tapFile = f
 	fmt.Fprint(d.stdout, cli.Banner(cfg))
 
-	st, err := netstack.New(netstack.Config{
+	nc := netstack.Config{
 		TapFD:         int(f.Fd()),
 		MTU:           uint32(cfg.MTU),
 		Network:       cfg.CIDR,
@@ -103,7 +108,11 @@ func (d *daemon) start(ctx context.Context) error {
 		OutboundAddr:  cfg.OutboundAddr,
 		OutboundAddr6: cfg.OutboundAddr6,
 		Logger:        d.log.With("component", "netstack"),
-	})
+	}
+	if cfg.EnableIPv6 {
+		nc.Network6, nc.Gateway6, nc.DNS6 = cfg.IPv6Prefix, cfg.Gateway6(), cfg.DNS6()
+	}
+	st, err := netstack.New(nc)
 	if err != nil {
 		return fmt.Errorf("start the network stack: %w", err)
 	}
@@ -113,6 +122,9 @@ func (d *daemon) start(ctx context.Context) error {
 		if err := d.startDNS(ctx); err != nil {
 			return err
 		}
+	}
+	if err := d.startDHCP(ctx); err != nil {
+		return err
 	}
 	if cfg.APISocket != "" {
 		if err := d.startAPI(ctx); err != nil {
@@ -152,7 +164,6 @@ func (d *daemon) warnUnenforced() {
 		set  bool
 		flag string
 	}{
-		{d.cfg.EnableIPv6, "--enable-ipv6"},
 		{d.cfg.EnableSandbox, "--enable-sandbox"},
 		{d.cfg.EnableSeccomp, "--enable-seccomp"},
 	} {
@@ -196,6 +207,10 @@ func (d *daemon) openLink(ctx context.Context) (*os.File, error) {
 			Address: netip.PrefixFrom(cfg.RecommendedIP(), cfg.CIDR.Bits()),
 			Gateway: cfg.Gateway(),
 		}
+		if cfg.EnableIPv6 {
+			tc.Configure.Address6 = netip.PrefixFrom(cfg.RecommendedIP6(), cfg.IPv6Prefix.Bits())
+			tc.Configure.Gateway6 = netstack.RouterLinkLocal
+		}
 	}
 	f, err := ns.OpenTap(ctx, tc)
 	if err != nil {
@@ -207,12 +222,17 @@ func (d *daemon) openLink(ctx context.Context) (*os.File, error) {
 
 // startDNS serves the DNS forwarder on the DNS address, UDP and TCP.
 func (d *daemon) startDNS(ctx context.Context) error {
-	gw := d.cfg.Gateway()
+	gws := []netip.Addr{d.cfg.Gateway()}
+	addrs := []netip.AddrPort{netip.AddrPortFrom(d.cfg.DNS(), 53)}
+	if d.cfg.EnableIPv6 {
+		gws = append(gws, d.cfg.Gateway6())
+		addrs = append(addrs, netip.AddrPortFrom(d.cfg.DNS6(), 53))
+	}
 	srv, err := dns.New(dns.Config{
 		ResolvConf: d.cfg.ResolvConf,
 		Hosts: map[string][]netip.Addr{
-			"host.containers.internal.": {gw},
-			"host.slirp.internal.":      {gw},
+			"host.containers.internal.": gws,
+			"host.slirp.internal.":      gws,
 		},
 		Dial:   d.stack.DialHost,
 		Logger: d.log.With("component", "dns"),
@@ -221,7 +241,42 @@ func (d *daemon) startDNS(ctx context.Context) error {
 		return fmt.Errorf("start DNS: %w", err)
 	}
 	d.dns = srv
-	addr := netip.AddrPortFrom(d.cfg.DNS(), 53)
+	for _, addr := range addrs {
+		if err := d.serveDNS(ctx, addr); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startDHCP serves DHCP on the tap, as libslirp always does.
+func (d *daemon) startDHCP(ctx context.Context) error {
+	dnsServers := []netip.Addr{d.cfg.DNS()}
+	srv, err := dhcp.New(dhcp.Config{
+		Network:   d.cfg.CIDR,
+		ServerIP:  d.cfg.Gateway(),
+		DNS:       dnsServers,
+		PoolStart: d.cfg.DHCPStart(),
+		MTU:       d.cfg.MTU,
+		Logger:    d.log.With("component", "dhcp"),
+	})
+	if err != nil {
+		return fmt.Errorf("start DHCP: %w", err)
+	}
+	pc, err := d.stack.ListenUDPBroadcast(67)
+	if err != nil {
+		return err
+	}
+	d.wg.Go(func() {
+		if err := srv.Serve(ctx, pc); err != nil {
+			d.log.Error("DHCP stopped", "err", err)
+		}
+	})
+	return nil
+}
+
+// serveDNS serves the forwarder on addr over UDP and TCP.
+func (d *daemon) serveDNS(ctx context.Context, addr netip.AddrPort) error {
 	pc, err := d.stack.ListenUDP(addr)
 	if err != nil {
 		return err
@@ -234,16 +289,14 @@ func (d *daemon) startDNS(ctx context.Context) error {
 	d.wg.Add(2)
 	go func() {
 		defer d.wg.Done()
-		defer pc.Close()
-		if err := srv.ServePacket(ctx, pc); err != nil && ctx.Err() == nil {
-			d.log.Error("DNS over UDP stopped", "err", err)
+		if err := d.dns.ServePacket(ctx, pc); err != nil && ctx.Err() == nil {
+			d.log.Error("DNS over UDP stopped", "addr", addr.String(), "err", err)
 		}
 	}()
 	go func() {
 		defer d.wg.Done()
-		defer l.Close()
-		if err := srv.ServeStream(ctx, l); err != nil && ctx.Err() == nil {
-			d.log.Error("DNS over TCP stopped", "err", err)
+		if err := d.dns.ServeStream(ctx, l); err != nil && ctx.Err() == nil {
+			d.log.Error("DNS over TCP stopped", "addr", addr.String(), "err", err)
 		}
 	}()
 	return nil
@@ -291,6 +344,9 @@ func (d *daemon) wait(ctx context.Context, exitFDOpen bool) string {
 
 // close undoes start in reverse order; it is safe after a partial start.
 func (d *daemon) close() {
+	if d.cancel != nil {
+		d.cancel()
+	}
 	if d.dns != nil {
 		d.dns.Close()
 	}

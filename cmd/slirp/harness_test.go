@@ -157,6 +157,9 @@ func runClient(args []string) clientResult {
 		// Wait for the server to close after reading our half.
 		io.Copy(io.Discard, c)
 		return clientResult{SHA: hex.EncodeToString(sum[:]), Reply: string(reply)}
+	case "dns":
+		// dns SERVER NAME TYPE [tcp]
+		return dnsQuery(args[1:])
 	case "udp":
 		c, err := net.Dial("udp", args[1])
 		if err != nil {

@@ -142,6 +142,33 @@ type Config struct {
 	// PIDFile (--pid-file, a slirp extension) is where the daemon writes its
 	// PID; empty when not given.
 	PIDFile string
+	// IPv6Prefix (--ipv6-prefix, a slirp extension) is the virtual IPv6
+	// network with --enable-ipv6 (default fd00::/64, as in slirp4netns).
+	IPv6Prefix netip.Prefix
+}
+
+// DefaultIPv6Prefix is the IPv6 network when --ipv6-prefix is not given.
+var DefaultIPv6Prefix = netip.MustParsePrefix("fd00::/64")
+
+// Gateway6, DNS6 and RecommendedIP6 are the IPv6 addresses of the gateway
+// (::2, standing for the host's ::1), the DNS forwarder (::3) and the guest
+// (::100, set by --configure) in IPv6Prefix.
+func (c *Config) Gateway6() netip.Addr { return c.offset6(2) }
+
+// DNS6 is the IPv6 address of the DNS forwarder.
+func (c *Config) DNS6() netip.Addr { return c.offset6(3) }
+
+// RecommendedIP6 is the guest's IPv6 address with --configure.
+func (c *Config) RecommendedIP6() netip.Addr { return c.offset6(0x100) }
+
+func (c *Config) offset6(n uint16) netip.Addr {
+	p := c.IPv6Prefix
+	if !p.IsValid() {
+		p = DefaultIPv6Prefix
+	}
+	b := p.Masked().Addr().As16()
+	b[14], b[15] = byte(n>>8), byte(n)
+	return netip.AddrFrom16(b)
 }
 
 // defaultConfig is the configuration with no options given.
@@ -156,6 +183,7 @@ func defaultConfig() *Config {
 		TapFD:      -1,
 		TapName:    DefaultTapName,
 		ResolvConf: DefaultResolvConf,
+		IPv6Prefix: DefaultIPv6Prefix,
 		LogLevel:   slog.LevelInfo,
 	}
 }

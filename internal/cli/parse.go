@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 
 	"github.com/slirp-dev/slirp/internal/getopt"
@@ -36,6 +37,7 @@ const (
 	keyResolvConf      = "resolv-conf"
 	keyLogLevel        = "log-level"
 	keyPIDFile         = "pid-file"
+	keyIPv6Prefix      = "ipv6-prefix"
 )
 
 // slirp4netnsShortOpt is slirp4netns' getopt optstring.
@@ -74,6 +76,7 @@ var extensionLong = []getopt.LongOption{
 	{Name: "resolv-conf", HasArg: true, NoAbbrev: true},
 	{Name: "log-level", HasArg: true, NoAbbrev: true},
 	{Name: "pid-file", HasArg: true, NoAbbrev: true},
+	{Name: "ipv6-prefix", HasArg: true, NoAbbrev: true},
 }
 
 var spec = getopt.Spec{
@@ -247,6 +250,12 @@ func (p *parser) options(args []string) (pos []string, done bool, err error) {
 			cfg.LogLevel = level
 		case keyPIDFile:
 			cfg.PIDFile = opt.Arg
+		case keyIPv6Prefix:
+			pfx, err := netip.ParsePrefix(opt.Arg)
+			if err != nil || !pfx.Addr().Is6() || pfx.Addr().Is4In6() || pfx.Bits() != 64 || pfx.Masked() != pfx {
+				return nil, false, p.usageError("--ipv6-prefix must be an IPv6 network with a /64 prefix (SLAAC needs one), such as fd00::/64, not %q", opt.Arg)
+			}
+			cfg.IPv6Prefix = pfx
 		default:
 			// Unreachable: every key of spec is handled above.
 			return nil, false, p.usageError("internal error: unhandled option %s", opt.Name)

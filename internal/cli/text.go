@@ -40,6 +40,7 @@ Options of slirp (not in slirp4netns; only accepted spelled in full):
 --resolv-conf=PATH       read the DNS forwarder's upstream nameservers from PATH (default=/etc/resolv.conf)
 --log-level=LEVEL        log to stderr at LEVEL: debug, info, warn or error (default=info)
 --pid-file=PATH          write the process ID to PATH
+--ipv6-prefix=PREFIX     the IPv6 network with --enable-ipv6 (default=fd00::/64)
 `)
 	return b.String()
 }

@@ -48,6 +48,10 @@ type Config struct {
 	TapFD int
 	// MTU of the tap (the largest IP packet), 68..65521.
 	MTU uint32
+	// VnetHdr says the tap was opened with IFF_VNET_HDR: the stack then
+	// turns on checksum and TCP segmentation offload on it and exchanges
+	// 64 KiB segments with the guest whatever the MTU.
+	VnetHdr bool
 
 	// Network is the virtual IPv4 network, e.g. 10.0.2.0/24.
 	Network netip.Prefix
@@ -256,23 +260,9 @@ func (s *Stack) build() error {
 		s.ra = newRouterAdvertiser(s)
 	}
 
-	tapLink, err := fdbased.New(&fdbased.Options{
-		FDs:            []int{s.cfg.TapFD},
-		MTU:            s.cfg.MTU,
-		EthernetHeader: true,
-		Address:        tcpip.LinkAddress(s.cfg.MAC),
-		// The kernel hands the tap frames whose checksums it has verified
-		// or left for offload; the guest's own kernel checks what we send.
-		RXChecksumOffload: true,
-		ClosedFunc: func(err tcpip.Error) {
-			if !s.isClosing() {
-				s.log.Warn("tap closed", "err", stackErr(err))
-			}
-			s.linkDownOnce.Do(func() { close(s.linkDown) })
-		},
-	})
+	tapLink, err := s.newLink()
 	if err != nil {
-		return fmt.Errorf("netstack: link endpoint on tap fd %d: %w", s.cfg.TapFD, err)
+		return err
 	}
 	s.link = newGuardLink(s, tapLink)
 	if err := s.stack.CreateNICWithOptions(nicID, s.link, stack.NICOptions{Name: "tap"}); err != nil {
@@ -324,6 +314,39 @@ func (s *Stack) build() error {
 		go s.ra.run()
 	}
 	return nil
+}
+
+// newLink returns the link endpoint for the tap descriptor.
+func (s *Stack) newLink() (stack.LinkEndpoint, error) {
+	linkDown := func(err error) {
+		if !s.isClosing() {
+			s.log.Warn("tap closed", "err", err)
+		}
+		s.linkDownOnce.Do(func() { close(s.linkDown) })
+	}
+	if s.cfg.VnetHdr {
+		l, err := newTapEndpoint(s.cfg.TapFD, s.cfg.MTU, tcpip.LinkAddress(s.cfg.MAC), linkDown)
+		if err != nil {
+			return nil, fmt.Errorf("netstack: %w", err)
+		}
+		return l, nil
+	}
+	l, err := fdbased.New(&fdbased.Options{
+		FDs:            []int{s.cfg.TapFD},
+		MTU:            s.cfg.MTU,
+		EthernetHeader: true,
+		Address:        tcpip.LinkAddress(s.cfg.MAC),
+		// The kernel hands the tap frames whose checksums it has verified
+		// or left for offload; the guest's own kernel checks what we send.
+		RXChecksumOffload: true,
+		ClosedFunc: func(err tcpip.Error) {
+			linkDown(stackErr(err))
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("netstack: link endpoint on tap fd %d: %w", s.cfg.TapFD, err)
+	}
+	return l, nil
 }
 
 // tune sets the stack options that matter for a guest-facing NAT, each for

@@ -35,6 +35,9 @@ type daemon struct {
 	stdout io.Writer
 
 	tapFile *os.File
+	// vnetHdr says the tap carries virtio-net headers (it is ours, not an
+	// inherited one).
+	vnetHdr bool
 	// ns is the helper inside the target namespaces (nil in tapfd and bess
 	// modes). It stays for the daemon's life: port forwards open their
 	// sockets inside the namespace through it.
@@ -99,6 +102,7 @@ func (d *daemon) start(parent context.Context) error {
 
 	nc := netstack.Config{
 		TapFD:         int(f.Fd()),
+		VnetHdr:       d.vnetHdr,
 		MTU:           uint32(cfg.MTU),
 		Network:       cfg.CIDR,
 		Gateway:       cfg.Gateway(),
@@ -199,7 +203,10 @@ func (d *daemon) openLink(ctx context.Context) (*os.File, error) {
 		return nil, err
 	}
 	d.ns = ns
-	tc := tap.TapConfig{Name: cfg.TapName}
+	// The virtio-net header lets guest and stack exchange 64 KiB TCP
+	// segments whatever the MTU (TSO/GSO).
+	tc := tap.TapConfig{Name: cfg.TapName, VnetHdr: true}
+	d.vnetHdr = true
 	if cfg.Configure {
 		tc.Configure = &tap.Addressing{
 			MTU:     cfg.MTU,

@@ -20,7 +20,7 @@ LDFLAGS  := -X github.com/slirp-dev/slirp/internal/cli.Version=$(VERSION) \
 # uidmap and busybox-static for the launcher, slirp4netns, passt and iperf3
 # for side-by-side comparisons, ncat and socat for the demo.
 DEBIAN_PACKAGES := iproute2 util-linux iputils-ping uidmap busybox-static \
-                   slirp4netns passt iperf3 ncat socat jq ca-certificates
+                   slirp4netns passt iperf3 ncat socat jq tcpdump ca-certificates
 
 .PHONY: all build deps demo test vet fmt-check fuzz install clean
 
@@ -66,3 +66,21 @@ install: build
 
 clean:
 	rm -rf bin
+
+# make bench: slirp against slirp4netns and pasta, side by side, in test-made
+# namespaces (root; about 6 minutes). Installs iperf3, slirp4netns and passt
+# when missing. The full run writes docs/benchmarks.md; with BENCHFLAGS (see
+# go run ./bench -h) it only prints, unless BENCHFLAGS has -out. Never part
+# of make test.
+.PHONY: bench
+bench:
+	@missing=""; \
+	command -v iperf3 >/dev/null 2>&1 || missing="$$missing iperf3"; \
+	[ -x /usr/bin/slirp4netns ] || missing="$$missing slirp4netns"; \
+	[ -x /usr/bin/pasta ] || missing="$$missing passt"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	$(GO) run ./bench $(if $(BENCHFLAGS),,-out docs/benchmarks.md) $(BENCHFLAGS)

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
@@ -24,6 +26,11 @@ type tcpRelay struct {
 	guest   *gonet.TCPConn
 	guestEP tcpip.Endpoint
 	host    net.Conn
+
+	// guestAddr, dest and target name the flow (guest side, where the
+	// guest sent it, and the host address it went to); started is when.
+	guestAddr, dest, target netip.AddrPort
+	started                 time.Time
 
 	// sentToHost and sentToGuest count this connection's bytes; toHost and
 	// toGuest are the stack-wide totals they are also added to.

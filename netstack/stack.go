@@ -2,6 +2,7 @@ package netstack
 
 import (
 	"context"
+	"io"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/link/fdbased"
+	"gvisor.dev/gvisor/pkg/tcpip/link/sniffer"
 	"gvisor.dev/gvisor/pkg/tcpip/network/arp"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
@@ -97,6 +99,11 @@ type Config struct {
 	// DNSIdleTimeout is used instead for flows to port 53.
 	UDPIdleTimeout time.Duration
 	DNSIdleTimeout time.Duration
+
+	// Pcap, when set, receives every frame on the tap in pcap format
+	// (gVisor's sniffer); writes come from several goroutines, one packet
+	// per Write, and are serialised by the stack.
+	Pcap io.Writer
 
 	// Logger receives lifecycle lines at Info and per-flow lines at Debug;
 	// nil discards.
@@ -263,6 +270,13 @@ func (s *Stack) build() error {
 	tapLink, err := s.newLink()
 	if err != nil {
 		return err
+	}
+	if s.cfg.Pcap != nil {
+		sn, err := sniffer.NewWithWriter(tapLink, &lockedWriter{w: s.cfg.Pcap}, 1<<16)
+		if err != nil {
+			return fmt.Errorf("netstack: pcap: %w", err)
+		}
+		tapLink = sn
 	}
 	s.link = newGuardLink(s, tapLink)
 	if err := s.stack.CreateNICWithOptions(nicID, s.link, stack.NICOptions{Name: "tap"}); err != nil {
@@ -443,3 +457,16 @@ func (s *Stack) isOwnAddress(a tcpip.Address) bool {
 func (s *Stack) isClosing() bool { return s.ctx.Err() != nil }
 
 var errLimit = errors.New("limit reached")
+
+// lockedWriter serialises writes to w: the sniffer writes each packet with
+// one Write from whichever goroutine handles it.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"sync"
 	"syscall"
+	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
@@ -160,7 +161,9 @@ func (f *tcpForwarder) handleRequest(r *tcp.ForwarderRequest) {
 	ep.SocketOptions().SetKeepAlive(true)
 
 	rl := &tcpRelay{guest: gonet.NewTCPConn(&wq, ep), guestEP: ep, host: host,
-		toHost: &f.s.counters.tcpToHost, toGuest: &f.s.counters.tcpToGuest}
+		toHost: &f.s.counters.tcpToHost, toGuest: &f.s.counters.tcpToGuest,
+		guestAddr: addrPort(id.RemoteAddress, id.RemotePort), dest: addrPort(id.LocalAddress, id.LocalPort),
+		target: p.target, started: time.Now()}
 	f.mu.Lock()
 	if f.closed {
 		f.mu.Unlock()

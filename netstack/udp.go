@@ -3,6 +3,7 @@ package netstack
 import (
 	"errors"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -99,12 +100,14 @@ func (f *udpForwarder) handlePacket(id stack.TransportEndpointID, pkt *stack.Pac
 		idle = f.s.cfg.DNSIdleTimeout
 	}
 	fl := &udpFlow{
-		f:      f,
-		id:     id,
-		guest:  gonet.NewUDPConn(&wq, ep),
-		host:   host,
-		idle:   idle,
-		isIPv6: target.Addr().Is6(),
+		f:       f,
+		id:      id,
+		guest:   gonet.NewUDPConn(&wq, ep),
+		host:    host,
+		idle:    idle,
+		isIPv6:  target.Addr().Is6(),
+		target:  target,
+		started: time.Now(),
 	}
 	fl.touch()
 
@@ -147,6 +150,11 @@ type udpFlow struct {
 	host   net.Conn
 	idle   time.Duration
 	isIPv6 bool
+	// target is the host address the flow goes to; started is when it
+	// opened; sentToHost and sentToGuest count its bytes.
+	target                  netip.AddrPort
+	started                 time.Time
+	sentToHost, sentToGuest atomic.Uint64
 
 	// lastActive is the time of the last datagram either way, in
 	// nanoseconds since the Unix epoch.
@@ -190,6 +198,7 @@ func (fl *udpFlow) toHost() {
 		}
 		fl.touch()
 		fl.f.s.counters.udpToHost.Add(uint64(n))
+		fl.sentToHost.Add(uint64(n))
 		// A write error (the host's previous ICMP error surfacing as
 		// ECONNREFUSED) does not end the flow, as on a real network.
 		_, _ = fl.host.Write(buf[:n])
@@ -222,6 +231,7 @@ func (fl *udpFlow) toGuest() {
 			return
 		}
 		fl.f.s.counters.udpToGuest.Add(uint64(n))
+		fl.sentToGuest.Add(uint64(n))
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/slirp-dev/slirp/dhcp"
 	"github.com/slirp-dev/slirp/dns"
 	"github.com/slirp-dev/slirp/internal/cli"
+	"github.com/slirp-dev/slirp/internal/metrics"
 	"github.com/slirp-dev/slirp/internal/watch"
 	"github.com/slirp-dev/slirp/netstack"
 	"github.com/slirp-dev/slirp/tap"
@@ -50,6 +51,8 @@ type daemon struct {
 	stack       *netstack.Stack
 	dns         *dns.Server
 	pidFile     string
+	pcap        *os.File
+	metrics     *metrics.Server
 
 	// services run until cancel is called (by close, or by a signal
 	// through the parent context); wg waits for them.
@@ -58,7 +61,11 @@ type daemon struct {
 }
 
 func runDaemon(cfg *cli.Config, stdout, stderr io.Writer) int {
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	var handler slog.Handler = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel})
+	if cfg.LogFormat == "json" {
+		handler = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel})
+	}
+	log := slog.New(handler)
 	// The exit fd's number may be reused by the first file we open, so
 	// find out now whether it is open at all.
 	exitFDOpen := cfg.ExitFD >= 0 && watch.IsOpen(cfg.ExitFD)
@@ -116,6 +123,14 @@ func (d *daemon) start(parent context.Context) error {
 	if cfg.EnableIPv6 {
 		nc.Network6, nc.Gateway6, nc.DNS6 = cfg.IPv6Prefix, cfg.Gateway6(), cfg.DNS6()
 	}
+	if cfg.PcapFile != "" {
+		pf, err := os.OpenFile(cfg.PcapFile, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+		if err != nil {
+			return fmt.Errorf("open pcap file: %w", err)
+		}
+		d.pcap = pf
+		nc.Pcap = pf
+	}
 	st, err := netstack.New(nc)
 	if err != nil {
 		return fmt.Errorf("start the network stack: %w", err)
@@ -132,6 +147,11 @@ func (d *daemon) start(parent context.Context) error {
 	}
 	if cfg.APISocket != "" {
 		if err := d.startAPI(ctx); err != nil {
+			return err
+		}
+	}
+	if cfg.MetricsAddr != "" {
+		if err := d.startMetrics(); err != nil {
 			return err
 		}
 	}
@@ -256,6 +276,21 @@ func (d *daemon) startDNS(ctx context.Context) error {
 	return nil
 }
 
+// startMetrics serves the counters in Prometheus format.
+func (d *daemon) startMetrics() error {
+	sources := []metrics.Source{{Name: "stack", Help: "user-mode stack", Get: func() any { return d.stack.Stats() }}}
+	if d.dns != nil {
+		sources = append(sources, metrics.Source{Name: "dns", Help: "DNS forwarder", Get: func() any { return d.dns.Stats() }})
+	}
+	m, err := metrics.Listen(d.cfg.MetricsAddr, sources, d.log.With("component", "metrics"))
+	if err != nil {
+		return err
+	}
+	d.metrics = m
+	d.log.Info("serving metrics", "addr", m.Addr().String())
+	return nil
+}
+
 // startDHCP serves DHCP on the tap, as libslirp always does.
 func (d *daemon) startDHCP(ctx context.Context) error {
 	dnsServers := []netip.Addr{d.cfg.DNS()}
@@ -354,6 +389,9 @@ func (d *daemon) close() {
 	if d.cancel != nil {
 		d.cancel()
 	}
+	if d.metrics != nil {
+		d.metrics.Close()
+	}
 	if d.dns != nil {
 		d.dns.Close()
 	}
@@ -366,6 +404,9 @@ func (d *daemon) close() {
 	}
 	if d.tapFile != nil {
 		d.tapFile.Close()
+	}
+	if d.pcap != nil {
+		d.pcap.Close()
 	}
 	if d.target != nil {
 		d.target.Close()

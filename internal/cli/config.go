@@ -145,6 +145,16 @@ type Config struct {
 	// IPv6Prefix (--ipv6-prefix, a slirp extension) is the virtual IPv6
 	// network with --enable-ipv6 (default fd00::/64, as in slirp4netns).
 	IPv6Prefix netip.Prefix
+	// LogFormat (--log-format, a slirp extension) is "text" (default) or
+	// "json".
+	LogFormat string
+	// PcapFile (--pcap, a slirp extension) receives every frame on the tap
+	// in pcap format; empty when not given.
+	PcapFile string
+	// MetricsAddr (--metrics, a slirp extension) is where Prometheus
+	// metrics are served: HOST:PORT, or a unix socket path (starting with
+	// / or ./). Empty: off.
+	MetricsAddr string
 }
 
 // DefaultIPv6Prefix is the IPv6 network when --ipv6-prefix is not given.
@@ -184,6 +194,7 @@ func defaultConfig() *Config {
 		TapName:    DefaultTapName,
 		ResolvConf: DefaultResolvConf,
 		IPv6Prefix: DefaultIPv6Prefix,
+		LogFormat:  "text",
 		LogLevel:   slog.LevelInfo,
 	}
 }

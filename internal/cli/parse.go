@@ -38,6 +38,10 @@ const (
 	keyLogLevel        = "log-level"
 	keyPIDFile         = "pid-file"
 	keyIPv6Prefix      = "ipv6-prefix"
+	keyLogFormat       = "log-format"
+	keyPcap            = "pcap"
+	keyMetrics         = "metrics"
+	keyConfig          = "config-file"
 )
 
 // slirp4netnsShortOpt is slirp4netns' getopt optstring.
@@ -77,6 +81,10 @@ var extensionLong = []getopt.LongOption{
 	{Name: "log-level", HasArg: true, NoAbbrev: true},
 	{Name: "pid-file", HasArg: true, NoAbbrev: true},
 	{Name: "ipv6-prefix", HasArg: true, NoAbbrev: true},
+	{Name: "log-format", HasArg: true, NoAbbrev: true},
+	{Name: "pcap", HasArg: true, NoAbbrev: true},
+	{Name: "metrics", HasArg: true, NoAbbrev: true},
+	{Name: "config-file", HasArg: true, NoAbbrev: true},
 }
 
 var spec = getopt.Spec{
@@ -125,6 +133,13 @@ type parser struct {
 // they return a Config with Help or Version set, as soon as they are seen.
 func Parse(argv0 string, args []string) (*Config, error) {
 	p := &parser{argv0: argv0, cfg: defaultConfig()}
+	if path, ok := configPath(args); ok {
+		fileArgs, err := configFileArgs(path)
+		if err != nil {
+			return nil, p.usageError("%s", err.Error())
+		}
+		args = append(fileArgs, args...)
+	}
 	pos, done, err := p.options(args)
 	if err != nil {
 		return nil, err
@@ -250,6 +265,25 @@ func (p *parser) options(args []string) (pos []string, done bool, err error) {
 			cfg.LogLevel = level
 		case keyPIDFile:
 			cfg.PIDFile = opt.Arg
+		case keyLogFormat:
+			switch f := strings.ToLower(opt.Arg); f {
+			case "text", "json":
+				cfg.LogFormat = f
+			default:
+				return nil, false, p.usageError("--log-format must be text or json, not %q", opt.Arg)
+			}
+		case keyPcap:
+			if opt.Arg == "" {
+				return nil, false, p.usageError("--pcap needs the path of the file to write")
+			}
+			cfg.PcapFile = opt.Arg
+		case keyMetrics:
+			if opt.Arg == "" {
+				return nil, false, p.usageError("--metrics needs an address (HOST:PORT) or a unix socket path")
+			}
+			cfg.MetricsAddr = opt.Arg
+		case keyConfig:
+			// Read before the command line (see configPath).
 		case keyIPv6Prefix:
 			pfx, err := netip.ParsePrefix(opt.Arg)
 			if err != nil || !pfx.Addr().Is6() || pfx.Addr().Is4In6() || pfx.Bits() != 64 || pfx.Masked() != pfx {

@@ -41,6 +41,10 @@ Options of slirp (not in slirp4netns; only accepted spelled in full):
 --log-level=LEVEL        log to stderr at LEVEL: debug, info, warn or error (default=info)
 --pid-file=PATH          write the process ID to PATH
 --ipv6-prefix=PREFIX     the IPv6 network with --enable-ipv6 (default=fd00::/64)
+--log-format=FORMAT      log to stderr as text or json (default=text)
+--pcap=FILE              write every frame on the tap to FILE in pcap format (tcpdump -r FILE)
+--metrics=ADDR           serve Prometheus metrics at http://ADDR/metrics (HOST:PORT or a unix socket path)
+--config-file=FILE       read options from a TOML (.toml) or YAML (.yaml) file; the command line wins
 `)
 	return b.String()
 }

@@ -188,3 +188,7 @@ func isErr(err error, substr string) bool {
 }
 
 var _ = os.Getpid
+
+func contextWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), d)
+}

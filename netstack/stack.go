@@ -24,6 +24,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+
+	"github.com/slirp-dev/slirp/netem"
 )
 
 // nicID is the one NIC of the stack: the tap.
@@ -100,6 +102,12 @@ type Config struct {
 	UDPIdleTimeout time.Duration
 	DNSIdleTimeout time.Duration
 
+	// Netem is the initial impairment of the test rig (package netem);
+	// change it later with SetNetem. NetemSeed seeds its random choices, so
+	// a run can be replayed.
+	Netem     netem.Spec
+	NetemSeed uint64
+
 	// Pcap, when set, receives every frame on the tap in pcap format
 	// (gVisor's sniffer); writes come from several goroutines, one packet
 	// per Write, and are serialised by the stack.
@@ -132,6 +140,7 @@ type Stack struct {
 	udp      *udpForwarder
 	echo     *echoForwarder
 	ra       *routerAdvertiser // nil without IPv6
+	netem    *netem.Engine
 	counters counters
 
 	closeOnce sync.Once
@@ -278,7 +287,9 @@ func (s *Stack) build() error {
 		}
 		tapLink = sn
 	}
-	s.link = newGuardLink(s, tapLink)
+	s.netem = netem.NewEngine(s.cfg.NetemSeed)
+	s.netem.Set(s.cfg.Netem)
+	s.link = newGuardLink(s, newNetemLink(tapLink, s.netem))
 	if err := s.stack.CreateNICWithOptions(nicID, s.link, stack.NICOptions{Name: "tap"}); err != nil {
 		return fmt.Errorf("netstack: create NIC: %w", stackErr(err))
 	}
@@ -391,6 +402,13 @@ func (s *Stack) tune() error {
 	}
 	return nil
 }
+
+// SetNetem replaces the impairments; live connections keep going and see
+// the new ones from the next packet.
+func (s *Stack) SetNetem(spec netem.Spec) { s.netem.Set(spec) }
+
+// Netem returns the impairments in force.
+func (s *Stack) Netem() netem.Spec { return s.netem.Spec() }
 
 // Done is closed when the tap reports that it is gone.
 func (s *Stack) Done() <-chan struct{} { return s.linkDown }

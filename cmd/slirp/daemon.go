@@ -118,6 +118,8 @@ func (d *daemon) start(parent context.Context) error {
 		HostLoopback:  !cfg.DisableHostLoopback,
 		OutboundAddr:  cfg.OutboundAddr,
 		OutboundAddr6: cfg.OutboundAddr6,
+		Netem:         cfg.Netem,
+		NetemSeed:     cfg.Seed,
 		Logger:        d.log.With("component", "netstack"),
 	}
 	if cfg.EnableIPv6 {
@@ -136,6 +138,16 @@ func (d *daemon) start(parent context.Context) error {
 		return fmt.Errorf("start the network stack: %w", err)
 	}
 	d.stack = st
+	if cfg.DropAfter > 0 {
+		// --drop-after: stage an outage; heal it over the API.
+		t := time.AfterFunc(cfg.DropAfter, func() {
+			spec := st.Netem()
+			spec.Partition = true
+			st.SetNetem(spec)
+			d.log.Warn("network partitioned (--drop-after)", "after", cfg.DropAfter)
+		})
+		context.AfterFunc(ctx, func() { t.Stop() })
+	}
 
 	if !cfg.DisableDNS {
 		if err := d.startDNS(ctx); err != nil {

@@ -95,7 +95,7 @@ type clientResult struct {
 //	tcp ADDR SIZE      send SIZE random bytes, half-close, read the reply to EOF
 //	tcp-rev ADDR SIZE  read to EOF first, then send SIZE random bytes and close
 //	udp ADDR MSG       send MSG, print the first reply
-//	connect ADDR       connect and close
+//	connect ADDR [T]   connect (giving up after T, default 10s) and close
 func clientMain(args []string) int {
 	res := runClient(args)
 	json.NewEncoder(os.Stdout).Encode(res)
@@ -108,7 +108,7 @@ func runClient(args []string) clientResult {
 		var errno syscall.Errno
 		if errors.As(err, &errno) {
 			r.Errno = errnoName(errno)
-		} else if errors.Is(err, os.ErrDeadlineExceeded) {
+		} else if ne, ok := err.(net.Error); (ok && ne.Timeout()) || errors.Is(err, os.ErrDeadlineExceeded) {
 			r.Errno = "TIMEOUT"
 		}
 		return r
@@ -118,7 +118,11 @@ func runClient(args []string) clientResult {
 	}
 	switch args[0] {
 	case "connect":
-		c, err := net.DialTimeout("tcp", args[1], 10*time.Second)
+		timeout := 10 * time.Second
+		if len(args) > 2 {
+			timeout, _ = time.ParseDuration(args[2])
+		}
+		c, err := net.DialTimeout("tcp", args[1], timeout)
 		if err != nil {
 			return fail(err)
 		}

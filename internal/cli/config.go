@@ -13,6 +13,9 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"time"
+
+	"github.com/slirp-dev/slirp/netem"
 )
 
 // NetnsType says what the first positional argument names.
@@ -155,6 +158,12 @@ type Config struct {
 	// metrics are served: HOST:PORT, or a unix socket path (starting with
 	// / or ./). Empty: off.
 	MetricsAddr string
+	// Netem (--netem and --blackhole, slirp extensions) is the test rig's
+	// initial impairment; Seed (--seed) seeds its random choices; DropAfter
+	// (--drop-after) partitions the network that long after start.
+	Netem     netem.Spec
+	Seed      uint64
+	DropAfter time.Duration
 }
 
 // DefaultIPv6Prefix is the IPv6 network when --ipv6-prefix is not given.

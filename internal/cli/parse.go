@@ -5,9 +5,12 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/slirp-dev/slirp/internal/getopt"
+	"github.com/slirp-dev/slirp/netem"
 )
 
 // Option keys. Options with a short form use its letter, as slirp4netns'
@@ -42,6 +45,10 @@ const (
 	keyPcap            = "pcap"
 	keyMetrics         = "metrics"
 	keyConfig          = "config-file"
+	keyNetem           = "netem"
+	keySeed            = "seed"
+	keyDropAfter       = "drop-after"
+	keyBlackhole       = "blackhole"
 )
 
 // slirp4netnsShortOpt is slirp4netns' getopt optstring.
@@ -85,6 +92,10 @@ var extensionLong = []getopt.LongOption{
 	{Name: "pcap", HasArg: true, NoAbbrev: true},
 	{Name: "metrics", HasArg: true, NoAbbrev: true},
 	{Name: "config-file", HasArg: true, NoAbbrev: true},
+	{Name: "netem", HasArg: true, NoAbbrev: true},
+	{Name: "seed", HasArg: true, NoAbbrev: true},
+	{Name: "drop-after", HasArg: true, NoAbbrev: true},
+	{Name: "blackhole", HasArg: true, NoAbbrev: true},
 }
 
 var spec = getopt.Spec{
@@ -284,6 +295,34 @@ func (p *parser) options(args []string) (pos []string, done bool, err error) {
 			cfg.MetricsAddr = opt.Arg
 		case keyConfig:
 			// Read before the command line (see configPath).
+		case keyNetem:
+			spec, err := netem.Parse(opt.Arg)
+			if err != nil {
+				return nil, false, p.usageError("--netem: %v", err)
+			}
+			cfg.Netem.Egress, cfg.Netem.Ingress, cfg.Netem.Match = spec.Egress, spec.Ingress, spec.Match
+			cfg.Netem.Partition = cfg.Netem.Partition || spec.Partition
+			cfg.Netem.Blackhole = append(cfg.Netem.Blackhole, spec.Blackhole...)
+		case keySeed:
+			n, err := strconv.ParseUint(opt.Arg, 10, 64)
+			if err != nil {
+				return nil, false, p.usageError("--seed must be a non-negative integer, not %q", opt.Arg)
+			}
+			cfg.Seed = n
+		case keyDropAfter:
+			d, err := time.ParseDuration(opt.Arg)
+			if err != nil || d <= 0 {
+				return nil, false, p.usageError("--drop-after must be a duration such as 30s, not %q", opt.Arg)
+			}
+			cfg.DropAfter = d
+		case keyBlackhole:
+			for _, v := range strings.Split(opt.Arg, ",") {
+				pfx, err := netem.ParsePrefix(strings.TrimSpace(v))
+				if err != nil {
+					return nil, false, p.usageError("--blackhole: %q: %v", v, err)
+				}
+				cfg.Netem.Blackhole = append(cfg.Netem.Blackhole, pfx)
+			}
 		case keyIPv6Prefix:
 			pfx, err := netip.ParsePrefix(opt.Arg)
 			if err != nil || !pfx.Addr().Is6() || pfx.Addr().Is4In6() || pfx.Bits() != 64 || pfx.Masked() != pfx {

@@ -44,6 +44,10 @@ Options of slirp (not in slirp4netns; only accepted spelled in full):
 --log-format=FORMAT      log to stderr as text or json (default=text)
 --pcap=FILE              write every frame on the tap to FILE in pcap format (tcpdump -r FILE)
 --metrics=ADDR           serve Prometheus metrics at http://ADDR/metrics (HOST:PORT or a unix socket path)
+--netem=SPEC             impair the network, e.g. "delay=50ms jitter=10ms loss=1% egress:rate=10mbit proto=tcp port=80"
+--seed=N                 seed the impairments' random choices, to replay a run (default=0)
+--drop-after=DURATION    partition the network DURATION after start (established connections stall, new ones time out)
+--blackhole=PREFIX[,...] silently drop everything to and from these addresses
 --config-file=FILE       read options from a TOML (.toml) or YAML (.yaml) file; the command line wins
 `)
 	return b.String()

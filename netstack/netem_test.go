@@ -2,6 +2,7 @@ package netstack
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -68,17 +69,24 @@ func TestNetemDelay(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	base, _ := medianRTT(t, c, 30)
-	env.stack.SetNetem(netem.Spec{Egress: netem.Impairment{Delay: 50 * time.Millisecond}})
-	delayed, _ := medianRTT(t, c, 30)
-	added := delayed - base
-	if added < 40*time.Millisecond || added > 60*time.Millisecond {
-		t.Fatalf("egress delay=50ms added %v to the round trip (%v → %v), want 50ms ± 20%%", added, base, delayed)
-	}
+	var base time.Duration
+	tolerate(t, func() string {
+		env.stack.SetNetem(netem.Spec{})
+		base, _ = medianRTT(t, c, 30)
+		env.stack.SetNetem(netem.Spec{Egress: netem.Impairment{Delay: 50 * time.Millisecond}})
+		delayed, _ := medianRTT(t, c, 30)
+		if added := delayed - base; added < 40*time.Millisecond || added > 60*time.Millisecond {
+			return fmt.Sprintf("egress delay=50ms added %v to the round trip (%v → %v), want 50ms ± 20%%", added, base, delayed)
+		}
+		return ""
+	})
 	env.stack.SetNetem(netem.Spec{})
-	if after, _ := medianRTT(t, c, 30); after > base+20*time.Millisecond {
-		t.Fatalf("round trip after clearing the delay is %v, baseline %v", after, base)
-	}
+	tolerate(t, func() string {
+		if after, _ := medianRTT(t, c, 30); after > base+20*time.Millisecond {
+			return fmt.Sprintf("round trip after clearing the delay is %v, baseline %v", after, base)
+		}
+		return ""
+	})
 }
 
 // TestNetemLoss: a configured loss rate is observed within ±2 points over
@@ -102,30 +110,49 @@ func TestNetemLoss(t *testing.T) {
 	if _, _, err := pc.ReadFrom(buf); err != nil {
 		t.Fatal(err)
 	}
-	env.stack.SetNetem(netem.Spec{Ingress: netem.Impairment{Loss: 0.05}})
-	const n = 2000
-	got := make(chan int)
-	go func() {
-		count := 0
-		for {
-			pc.SetReadDeadline(time.Now().Add(time.Second))
-			if _, _, err := pc.ReadFrom(buf); err != nil {
-				got <- count
-				return
+	tolerate(t, func() string {
+		env.stack.SetNetem(netem.Spec{Ingress: netem.Impairment{Loss: 0.05}})
+		defer env.stack.SetNetem(netem.Spec{})
+		const n = 2000
+		got := make(chan int)
+		go func() {
+			count := 0
+			for {
+				pc.SetReadDeadline(time.Now().Add(time.Second))
+				if _, _, err := pc.ReadFrom(buf); err != nil {
+					got <- count
+					return
+				}
+				count++
 			}
-			count++
+		}()
+		for i := 0; i < n; i++ {
+			c.Write([]byte{byte(i)})
+			if i%10 == 9 {
+				time.Sleep(time.Millisecond) // stay well under socket buffers
+			}
 		}
-	}()
-	for i := 0; i < n; i++ {
-		c.Write([]byte{byte(i)})
-		if i%10 == 9 {
-			time.Sleep(time.Millisecond) // stay well under socket buffers
+		received := <-got
+		if loss := 1 - float64(received)/n; loss < 0.03 || loss > 0.07 {
+			return fmt.Sprintf("ingress loss=5%%: %d of %d arrived, loss %.3f, want 0.05 ± 0.02", received, n, loss)
 		}
+		return ""
+	})
+}
+
+// tolerate runs a measurement up to three times and fails with its last
+// complaint if none comes out within its tolerance: on a busy 2-core CI
+// machine one run can be disturbed by other tests' load.
+func tolerate(t *testing.T, measure func() (complaint string)) {
+	t.Helper()
+	var last string
+	for i := 0; i < 3; i++ {
+		if last = measure(); last == "" {
+			return
+		}
+		t.Logf("attempt %d: %s", i+1, last)
 	}
-	received := <-got
-	if loss := 1 - float64(received)/n; loss < 0.03 || loss > 0.07 {
-		t.Fatalf("ingress loss=5%%: %d of %d arrived, loss %.3f, want 0.05 ± 0.02", received, n, loss)
-	}
+	t.Fatal(last)
 }
 
 // TestNetemRate: a rate limit holds within ±10% for a bulk transfer.
@@ -133,34 +160,41 @@ func TestNetemRate(t *testing.T) {
 	env := newTestEnv(t, Config{HostLoopback: true, ServeDNS: true})
 	l, port := hostListener(t)
 	go func() {
-		c, err := l.Accept()
-		if err != nil {
-			return
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.Write(bytes.Repeat([]byte("x"), 4<<20))
+			}()
 		}
-		defer c.Close()
-		c.Write(bytes.Repeat([]byte("x"), 8<<20))
 	}()
 	const rate = 40e6 // bits/s
 	env.stack.SetNetem(netem.Spec{Egress: netem.Impairment{Rate: rate}})
-	c, err := env.dialTCP(testContext(t), netip.AddrPortFrom(gatewayAddr, port))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	// Skip the first 256 KiB (slow start, queues filling), then time 2 MiB.
-	if _, err := io.CopyN(io.Discard, c, 256<<10); err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	if _, err := io.CopyN(io.Discard, c, 2<<20); err != nil {
-		t.Fatal(err)
-	}
-	got := float64(2<<20*8) / time.Since(start).Seconds()
-	// The limit counts whole frames (headers too), so payload goodput
-	// sits a little below it.
-	if got < rate*0.9 || got > rate*1.1 {
-		t.Fatalf("goodput under rate=40mbit: %.1f Mbit/s, want 40 ± 10%%", got/1e6)
-	}
+	tolerate(t, func() string {
+		c, err := env.dialTCP(testContext(t), netip.AddrPortFrom(gatewayAddr, port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		// Skip the first 256 KiB (slow start, queues filling), then time 2 MiB.
+		if _, err := io.CopyN(io.Discard, c, 256<<10); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if _, err := io.CopyN(io.Discard, c, 2<<20); err != nil {
+			t.Fatal(err)
+		}
+		got := float64(2<<20*8) / time.Since(start).Seconds()
+		// The limit counts whole frames (headers too), so payload goodput
+		// sits a little below it.
+		if got < rate*0.9 || got > rate*1.1 {
+			return fmt.Sprintf("goodput under rate=40mbit: %.1f Mbit/s, want 40 ± 10%%", got/1e6)
+		}
+		return ""
+	})
 }
 
 // TestNetemPartition: during a partition an established connection stalls

@@ -1,0 +1,188 @@
+package portfwd
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// acceptBackoff is how long an accept loop pauses after an error that is
+// not the listener closing (such as running out of file descriptors).
+const acceptBackoff = 50 * time.Millisecond
+
+// acceptLoop serves one host listener until it is closed.
+func (f *forward) acceptLoop(l *net.TCPListener, guest netip.AddrPort) {
+	for {
+		c, err := l.AcceptTCP()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			f.counters.errors.Add(1)
+			f.log.Warn("accept failed", "err", err)
+			select {
+			case <-f.m.ctx.Done():
+				return
+			case <-time.After(acceptBackoff):
+			}
+			continue
+		}
+		f.m.wg.Go(func() { f.serveTCP(c, guest) })
+	}
+}
+
+// serveTCP connects one accepted host connection to the guest and relays
+// it. When the guest side cannot be reached the host client is reset at
+// once, so it sees ECONNRESET rather than a connection that hangs.
+func (f *forward) serveTCP(hc *net.TCPConn, guest netip.AddrPort) {
+	m := f.m
+	client := hc.RemoteAddr().(*net.TCPAddr).AddrPort()
+	client = netip.AddrPortFrom(client.Addr().Unmap(), client.Port())
+	p := m.pathFor(f.spec.Mode, client.Addr())
+	log := f.log.With("client", client.String(), "path", p.String())
+
+	ctx, cancel := context.WithTimeout(m.ctx, m.cfg.ConnectTimeout)
+	gc, err := m.dialTCP(ctx, p, client, guest)
+	cancel()
+	if err != nil {
+		f.counters.failed.Add(1)
+		log.Debug("guest connect failed; resetting the client", "guest", guest.String(), "err", err)
+		reset(hc)
+		return
+	}
+	f.counters.opened(p)
+	defer f.counters.active.Add(-1)
+	r := &tcpRelay{host: hc, guest: gc, counters: &f.counters}
+	if !m.track(r) {
+		r.abort()
+		return
+	}
+	defer m.untrack(r)
+	log.Debug("connection open")
+	r.run()
+	log.Debug("connection closed")
+}
+
+// dialTCP opens the guest side of a connection on path p.
+func (m *Manager) dialTCP(ctx context.Context, p path, client, guest netip.AddrPort) (net.Conn, error) {
+	if p == pathFast {
+		return dialNamespace(ctx, m.cfg.Opener, TCP, guest)
+	}
+	src := guestSource(client, guest.Addr())
+	c, err := m.cfg.Dialer.DialTCP(ctx, src, guest)
+	if err != nil && src.Port() != 0 && ctx.Err() == nil {
+		// The client's port may be taken on the stack by another flow
+		// with the same source address (two loopback clients that both
+		// appear as the gateway, say); any port will do then.
+		c, err = m.cfg.Dialer.DialTCP(ctx, netip.AddrPortFrom(src.Addr(), 0), guest)
+	}
+	return c, err
+}
+
+// reset closes c with SO_LINGER 0, which sends a RST.
+func reset(c *net.TCPConn) {
+	_ = c.SetLinger(0)
+	c.Close()
+}
+
+// spliceChunk is how much the fast path copies per splice round, so that
+// the byte counters move during long transfers too.
+const spliceChunk = 4 << 20
+
+// copyBufSize is the copy buffer of the preserve path: large enough that
+// a 64 KiB-MTU segment moves in one read.
+const copyBufSize = 256 << 10
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
+
+// tcpRelay copies one host connection to its guest connection and back. A
+// FIN in one direction is passed on as a FIN; an error on either side
+// resets both.
+type tcpRelay struct {
+	host     *net.TCPConn
+	guest    net.Conn
+	counters *counters
+
+	abortOnce sync.Once
+}
+
+type closeWriter interface{ CloseWrite() error }
+
+// run copies both ways until both directions end, then closes both sides.
+func (r *tcpRelay) run() {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.pipe(r.guest, r.host, &r.counters.toGuest)
+	}()
+	r.pipe(r.host, r.guest, &r.counters.toHost)
+	<-done
+	r.host.Close()
+	r.guest.Close()
+}
+
+// pipe copies src to dst. Between two kernel TCP sockets (the fast path)
+// io.CopyN becomes splice(2), so the bytes never enter user space.
+func (r *tcpRelay) pipe(dst, src net.Conn, count *atomic.Uint64) {
+	_, spliced := src.(*net.TCPConn)
+	if _, ok := dst.(*net.TCPConn); !ok {
+		spliced = false
+	}
+	var err error
+	if spliced {
+		for {
+			var n int64
+			n, err = io.CopyN(dst, src, spliceChunk)
+			count.Add(uint64(n))
+			if err != nil {
+				break
+			}
+		}
+	} else {
+		bp := copyBufs.Get().(*[]byte)
+		buf := *bp
+		for {
+			n, rerr := src.Read(buf)
+			if n > 0 {
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					err = werr
+					break
+				}
+				count.Add(uint64(n))
+			}
+			if rerr != nil {
+				err = rerr
+				break
+			}
+		}
+		copyBufs.Put(bp)
+	}
+	if errors.Is(err, io.EOF) {
+		if cw, ok := dst.(closeWriter); ok && cw.CloseWrite() == nil {
+			return
+		}
+	}
+	if !errors.Is(err, net.ErrClosed) {
+		r.counters.errors.Add(1)
+	}
+	r.abort()
+}
+
+// abort resets both sides (SO_LINGER 0 on kernel sockets; closing a stack
+// connection with unread data resets it too), so both directions end at
+// once.
+func (r *tcpRelay) abort() {
+	r.abortOnce.Do(func() {
+		reset(r.host)
+		if tc, ok := r.guest.(*net.TCPConn); ok {
+			reset(tc)
+			return
+		}
+		r.guest.Close()
+	})
+}

@@ -5,7 +5,9 @@
 #   make demo     run the demo: a namespace reaches a host service through slirp
 #   make test     gofmt, go vet and every test with -race (namespace tests need root)
 #   make fuzz     run every fuzz target for FUZZTIME each
-#   make install  install the binaries under PREFIX (default /usr/local)
+#   make man      write the man pages (docs/man/*.1.md) to _output/man
+#   make install  install the binaries, a slirp4netns link, man pages and shell
+#                 completions under PREFIX (default /usr/local)
 
 GO       ?= go
 PREFIX   ?= /usr/local
@@ -19,7 +21,7 @@ LDFLAGS  := -X github.com/slirp-dev/slirp/internal/cli.Version=$(VERSION) \
 # Debian packages: iproute2/util-linux/iputils-ping for the namespace tests,
 # uidmap and busybox-static for the launcher, slirp4netns, passt and iperf3
 # for side-by-side comparisons, ncat and socat for the demo.
-DEBIAN_PACKAGES := iproute2 util-linux iputils-ping uidmap busybox-static \
+DEBIAN_PACKAGES := gcc libc6-dev iproute2 util-linux iputils-ping uidmap busybox-static zsh groff-base man-db \
                    slirp4netns passt iperf3 ncat socat jq tcpdump ca-certificates
 
 .PHONY: all build deps demo test vet fmt-check fuzz install clean
@@ -59,13 +61,42 @@ fuzz:
 	  done; \
 	done
 
-install: build
-	install -d $(DESTDIR)$(BINDIR)
-	install -m 0755 bin/slirp bin/slirpctl bin/slirprun $(DESTDIR)$(BINDIR)/
+# make man: the man pages, from docs/man/*.1.md with go-md2man (pinned in
+# tools/go.mod, a module of its own so the main go.mod stays clean), into
+# MANOUT. They are build output, not committed.
+MANOUT      ?= _output/man
+MANDIR      ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR  ?= $(PREFIX)/share/zsh/site-functions
+# INSTALL_FROM is where install takes the binaries that build wrote.
+INSTALL_FROM ?= bin
+MANPAGES    := slirp.1 slirpctl.1 slirprun.1
+
+.PHONY: man
+man:
+	mkdir -p $(MANOUT)
+	for page in $(MANPAGES); do \
+	  $(GO) -C tools tool go-md2man -in $(CURDIR)/docs/man/$$page.md -out $(abspath $(MANOUT))/$$page || exit 1; \
+	done
+
+# make install: the binaries, a slirp4netns link to slirp (so that podman,
+# rootlesskit and docker find it by name), the man pages and the bash and
+# zsh completions, under PREFIX (and DESTDIR, for packagers).
+install: build man
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 \
+	  $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR)
+	install -m 0755 $(INSTALL_FROM)/slirp $(INSTALL_FROM)/slirpctl $(INSTALL_FROM)/slirprun $(DESTDIR)$(BINDIR)/
 	ln -sf slirp $(DESTDIR)$(BINDIR)/slirp4netns
+	for page in $(MANPAGES); do install -m 0644 $(MANOUT)/$$page $(DESTDIR)$(MANDIR)/man1/ || exit 1; done
+	ln -sf slirp.1 $(DESTDIR)$(MANDIR)/man1/slirp4netns.1
+	install -m 0644 contrib/completion/bash/slirp contrib/completion/bash/slirpctl \
+	  contrib/completion/bash/slirprun $(DESTDIR)$(BASHCOMPDIR)/
+	ln -sf slirp $(DESTDIR)$(BASHCOMPDIR)/slirp4netns
+	install -m 0644 contrib/completion/zsh/_slirp contrib/completion/zsh/_slirpctl \
+	  contrib/completion/zsh/_slirprun $(DESTDIR)$(ZSHCOMPDIR)/
 
 clean:
-	rm -rf bin
+	rm -rf bin _output
 
 # make bench: slirp against slirp4netns and pasta, side by side, in test-made
 # namespaces (root; about 6 minutes). Installs iperf3, slirp4netns and passt

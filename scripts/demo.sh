@@ -48,7 +48,9 @@ if [ -x "$BIN/slirpctl" ]; then
 	say "a web server inside the namespace on port 80, published as host port 18081"
 	mkdir -p "$work/inside"
 	echo "hello from inside the namespace" > "$work/inside/index.html"
-	nsrun "$BUSYBOX" httpd -f -p 80 -h "$work/inside" & pids+=($!)
+	# nsenter itself (not the nsrun function, whose subshell would hide
+	# the server's PID from the cleanup) runs in the background.
+	nsenter --target "$ns" --user --net -- "$BUSYBOX" httpd -f -p 80 -h "$work/inside" & pids+=($!)
 	"$BIN/slirpctl" --api-socket "$work/api.sock" add 18081:80
 	"$BIN/slirpctl" --api-socket "$work/api.sock" ls
 	say "on the host: wget http://127.0.0.1:18081/"

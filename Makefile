@@ -22,7 +22,8 @@ LDFLAGS  := -X github.com/slirp-dev/slirp/internal/cli.Version=$(VERSION) \
 # uidmap and busybox-static for the launcher, slirp4netns, passt and iperf3
 # for side-by-side comparisons, ncat and socat for the demo.
 DEBIAN_PACKAGES := gcc libc6-dev iproute2 util-linux iputils-ping uidmap busybox-static zsh groff-base man-db \
-                   slirp4netns passt iperf3 ncat socat jq tcpdump ca-certificates
+                   slirp4netns passt iperf3 ncat socat jq tcpdump ca-certificates \
+                   podman runc conmon catatonit rootlesskit
 
 .PHONY: all build deps demo test vet fmt-check fuzz install clean
 

@@ -421,10 +421,14 @@ func (s *Stack) Close() error {
 		s.tcp.close()
 		s.udp.close()
 		s.echo.close()
-		s.wg.Wait()
+		// Closing the stack before waiting for our goroutines ends the
+		// handshakes still in progress: a guest that went away mid-SYN
+		// would otherwise hold CreateEndpoint, and Close, for the whole
+		// SYN-ACK retransmission time.
 		s.stack.Close()
-		// Closing the NIC stops the tap dispatcher; Wait returns once it
-		// and every protocol goroutine have exited.
+		s.wg.Wait()
+		// Wait returns once the tap dispatcher and every protocol
+		// goroutine have exited.
 		s.stack.Wait()
 	})
 	return nil

@@ -12,11 +12,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// dialNamespace opens a kernel socket inside the namespace and connects it
-// to dst there. Since dst is an address of the namespace itself, the
-// kernel delivers the connection over its loopback path: the user-mode
-// stack never sees it.
-func dialNamespace(ctx context.Context, opener SocketOpener, proto Proto, dst netip.AddrPort) (net.Conn, error) {
+// DialNamespace opens a kernel socket inside the namespace (through
+// opener) and connects it to dst from there. For a port forward dst is an
+// address of the namespace itself, so the kernel delivers the connection
+// over its loopback path and the user-mode stack never sees it; any other
+// dst is reached as the namespace's own programs reach it.
+func DialNamespace(ctx context.Context, opener SocketOpener, proto Proto, dst netip.AddrPort) (net.Conn, error) {
 	domain := unix.AF_INET
 	if dst.Addr().Is6() {
 		domain = unix.AF_INET6

@@ -71,7 +71,7 @@ func (f *forward) serveTCP(hc *net.TCPConn, guest netip.AddrPort) {
 // dialTCP opens the guest side of a connection on path p.
 func (m *Manager) dialTCP(ctx context.Context, p path, client, guest netip.AddrPort) (net.Conn, error) {
 	if p == pathFast {
-		return dialNamespace(ctx, m.cfg.Opener, TCP, guest)
+		return DialNamespace(ctx, m.cfg.Opener, TCP, guest)
 	}
 	src := guestSource(client, guest.Addr())
 	c, err := m.cfg.Dialer.DialTCP(ctx, src, guest)

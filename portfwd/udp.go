@@ -190,7 +190,7 @@ func (u *udpListener) flow(client netip.AddrPort, local netip.Addr) *udpFlow {
 // dialUDP opens the guest side of a flow on path p.
 func (m *Manager) dialUDP(ctx context.Context, p path, client, guest netip.AddrPort) (net.Conn, error) {
 	if p == pathFast {
-		return dialNamespace(ctx, m.cfg.Opener, UDP, guest)
+		return DialNamespace(ctx, m.cfg.Opener, UDP, guest)
 	}
 	src := guestSource(client, guest.Addr())
 	c, err := m.cfg.Dialer.DialUDP(src, guest)

@@ -15,14 +15,14 @@ import (
 	"io"
 	"os"
 
+	"github.com/slirp-dev/slirp"
 	"github.com/slirp-dev/slirp/internal/cli"
-	"github.com/slirp-dev/slirp/tap"
 )
 
 func main() {
 	// In the helper that slirp starts inside the target namespaces this
 	// runs the helper and never returns.
-	tap.HelperMain()
+	slirp.HelperMain()
 	os.Exit(run(os.Args[0], os.Args[1:], os.Stdout, os.Stderr))
 }
 

@@ -15,6 +15,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/slirp-dev/slirp/netem"
 	"github.com/slirp-dev/slirp/portfwd"
 	"github.com/slirp-dev/slirp/portfwd/api"
 	"github.com/slirp-dev/slirp/portfwd/client"
@@ -28,20 +29,32 @@ const callTimeout = 30 * time.Second
 
 const usage = `Usage: slirpctl [--api-socket PATH] [--json] COMMAND [ARGS]
 
-Manage the port forwards of a running slirp daemon (slirp --api-socket PATH).
+Manage a running slirp daemon (slirp --api-socket PATH): its port forwards,
+its live connections and the test rig's impairments.
 
 Commands:
   add [--mode=auto|fast|preserve] SPEC...   publish ports
   ls                                        list the forwards
-  rm ID...                                  remove forwards
+  rm ID...                                  remove forwards (their open connections run on)
   stats                                     per-forward and stack counters
+  conns                                     the guest's live connections and UDP flows
   info                                      the daemon and its network
+  netem show                                the impairments in force
+  netem set NETEM...                        replace them, e.g. netem set delay=50ms loss=1%
+  netem clear                               remove them all
+  partition on|off                          stage an outage: drop everything both ways, or heal it
 
 SPEC is [HOSTADDR:]HOSTPORT:[GUESTADDR:]GUESTPORT[/tcp|/udp]:
   8080:80                 host 0.0.0.0:8080 to guest port 80 (TCP)
   127.0.0.1:5353:53/udp   host 127.0.0.1:5353 to guest port 53 (UDP)
   [::1]:8080:80           IPv6 host address, in brackets
   8000-8010:8000-8010     a range (same length on both sides)
+
+NETEM words: delay=50ms jitter=10ms loss=1% duplicate=1% reorder=25%
+corrupt=0.1% rate=10mbit, each for both directions or prefixed egress: (to
+the guest) or ingress: (from the guest); proto=tcp|udp|icmp port=N dst=PREFIX
+limit them to some packets; blackhole=PREFIX drops everything to and from
+PREFIX; partition drops everything.
 
 Modes: auto (default) takes the fast kernel path for clients on the host's
 loopback and preserves the client's address for the others; fast and
@@ -98,7 +111,7 @@ func runErr(ctx context.Context, args []string, getenv func(string) string, stdo
 	switch cmd {
 	case "help":
 		return flag.ErrHelp
-	case "add", "ls", "list", "rm", "remove", "stats", "info":
+	case "add", "ls", "list", "rm", "remove", "stats", "info", "conns", "netem", "partition":
 	default:
 		return &usageError{fmt.Sprintf("unknown command %q", cmd)}
 	}
@@ -150,8 +163,110 @@ func runErr(ctx context.Context, args []string, getenv func(string) string, stdo
 			return err
 		}
 		return printInfo(stdout, o.json, info)
+	case "conns":
+		if len(cmdArgs) > 0 {
+			return &usageError{cmd + " takes no arguments"}
+		}
+		flows, err := cl.Conns(ctx)
+		if err != nil {
+			return err
+		}
+		return printConns(stdout, o.json, flows, time.Now())
+	case "netem":
+		return netemCmd(ctx, cl, o, cmdArgs, stdout)
+	case "partition":
+		return partition(ctx, cl, o, cmdArgs, stdout)
 	}
 	return nil
+}
+
+// netemCmd runs netem show|set|clear.
+func netemCmd(ctx context.Context, cl *client.Client, o options, args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return &usageError{"netem needs show, set NETEM... or clear"}
+	}
+	var n api.Netem
+	var err error
+	switch args[0] {
+	case "show":
+		if len(args) > 1 {
+			return &usageError{"netem show takes no arguments"}
+		}
+		n, err = cl.Netem(ctx)
+	case "set":
+		if len(args) < 2 {
+			return &usageError{"netem set needs impairments, e.g. netem set delay=50ms loss=1%"}
+		}
+		spec := strings.Join(args[1:], " ")
+		if _, perr := netem.Parse(spec); perr != nil {
+			return &usageError{perr.Error()}
+		}
+		n, err = cl.SetNetem(ctx, spec)
+	case "clear":
+		if len(args) > 1 {
+			return &usageError{"netem clear takes no arguments"}
+		}
+		n, err = cl.SetNetem(ctx, "none")
+	default:
+		return &usageError{fmt.Sprintf("unknown netem command %q (show, set, clear)", args[0])}
+	}
+	if err != nil {
+		return err
+	}
+	return printNetem(stdout, o.json, n)
+}
+
+// partition turns a partition on or off, keeping the other impairments.
+func partition(ctx context.Context, cl *client.Client, o options, args []string, stdout io.Writer) error {
+	if len(args) != 1 || (args[0] != "on" && args[0] != "off") {
+		return &usageError{"partition takes on or off"}
+	}
+	cur, err := cl.Netem(ctx)
+	if err != nil {
+		return err
+	}
+	spec, err := netem.Parse(cur.Spec)
+	if err != nil {
+		return fmt.Errorf("the daemon's impairments %q: %w", cur.Spec, err)
+	}
+	spec.Partition = args[0] == "on"
+	n, err := cl.SetNetem(ctx, spec.String())
+	if err != nil {
+		return err
+	}
+	return printNetem(stdout, o.json, n)
+}
+
+func printNetem(w io.Writer, asJSON bool, n api.Netem) error {
+	if asJSON {
+		return writeJSON(w, n)
+	}
+	_, err := fmt.Fprintln(w, n.Spec)
+	return err
+}
+
+// printConns prints the flows as a table: protocol, guest and destination
+// addresses, the host address, bytes each way, and age.
+func printConns(w io.Writer, asJSON bool, flows []map[string]any, now time.Time) error {
+	if asJSON {
+		if flows == nil {
+			flows = []map[string]any{}
+		}
+		return writeJSON(w, flows)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "PROTO\tGUEST\tDESTINATION\tHOST\tTO-HOST\tTO-GUEST\tAGE")
+	for _, f := range flows {
+		age := ""
+		if s, ok := f["started"].(string); ok {
+			if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+				age = now.Sub(t).Truncate(time.Second).String()
+			}
+		}
+		fmt.Fprintf(tw, "%v\t%v\t%v\t%v\t%s\t%s\t%s\n", f["proto"], f["guest"], f["dest"], f["host"],
+			formatValue(f["to_host"]), formatValue(f["to_guest"]), age)
+	}
+	return tw.Flush()
 }
 
 // flagError makes a flag parsing error a usage error (-h stays help).

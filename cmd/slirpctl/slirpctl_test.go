@@ -11,11 +11,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/slirp-dev/slirp/netem"
 	"github.com/slirp-dev/slirp/portfwd"
 	"github.com/slirp-dev/slirp/portfwd/api"
 )
@@ -213,5 +215,69 @@ func TestAgainstServer(t *testing.T) {
 	code, stdout, _ = runCtl(env, "ls")
 	if code != 0 || strings.TrimSpace(stdout) != "ID  PROTO  HOST  GUEST  MODE" {
 		t.Errorf("ls after rm: %d %q", code, stdout)
+	}
+}
+
+// TestNetemAndConnsAgainstServer runs netem, partition and conns against a
+// real API server whose hooks record what they are given.
+func TestNetemAndConnsAgainstServer(t *testing.T) {
+	mgr, err := portfwd.New(portfwd.Config{Opener: hostOpener{}, Guest: netip.MustParseAddr("127.0.0.1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var current netem.Spec
+	started := time.Now().Add(-90 * time.Second)
+	srv, err := api.New(api.Config{
+		Manager:  mgr,
+		Netem:    func() netem.Spec { mu.Lock(); defer mu.Unlock(); return current },
+		SetNetem: func(s netem.Spec) { mu.Lock(); current = s; mu.Unlock() },
+		Flows: func() any {
+			return []map[string]any{{"proto": "tcp", "guest": "10.0.2.100:40000", "dest": "10.0.2.2:80",
+				"host": "127.0.0.1:80", "started": started, "to_host": 12, "to_guest": 3400}}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(t.TempDir(), "api.sock")
+	ln, err := api.Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Close(); <-done; mgr.Close() })
+	env := map[string]string{envSocket: sock}
+
+	code, stdout, stderr := runCtl(env, "netem", "set", "delay=50ms", "egress:loss=1%")
+	if code != 0 || !strings.Contains(stdout, "egress:delay=50ms") || !strings.Contains(stdout, "egress:loss=1%") || !strings.Contains(stdout, "ingress:delay=50ms") {
+		t.Fatalf("netem set: %d %q %q", code, stdout, stderr)
+	}
+	mu.Lock()
+	if current.Egress.Delay != 50*time.Millisecond || current.Egress.Loss != 0.01 || current.Ingress.Loss != 0 {
+		t.Errorf("the daemon got %+v", current)
+	}
+	mu.Unlock()
+	if code, stdout, _ = runCtl(env, "partition", "on"); code != 0 || !strings.Contains(stdout, "partition") || !strings.Contains(stdout, "delay=50ms") {
+		t.Errorf("partition on: %d %q (the other impairments must stay)", code, stdout)
+	}
+	if code, stdout, _ = runCtl(env, "partition", "off"); code != 0 || strings.Contains(stdout, "partition") {
+		t.Errorf("partition off: %d %q", code, stdout)
+	}
+	if code, stdout, _ = runCtl(env, "netem", "clear"); code != 0 || strings.TrimSpace(stdout) != "none" {
+		t.Errorf("netem clear: %d %q", code, stdout)
+	}
+	if code, _, stderr = runCtl(env, "netem", "set", "loss=200%"); code != 2 || !strings.Contains(stderr, "probability") {
+		t.Errorf("netem set loss=200%%: %d %q", code, stderr)
+	}
+	code, stdout, _ = runCtl(env, "conns")
+	if code != 0 || !strings.Contains(stdout, "10.0.2.100:40000") || !strings.Contains(stdout, "3400") || !strings.Contains(stdout, "1m30s") {
+		t.Errorf("conns: %d %q", code, stdout)
+	}
+	code, stdout, _ = runCtl(env, "conns", "--json")
+	var flows []map[string]any
+	if code != 0 || json.Unmarshal([]byte(stdout), &flows) != nil || len(flows) != 1 {
+		t.Errorf("conns --json: %d %q", code, stdout)
 	}
 }

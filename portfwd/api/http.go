@@ -1,10 +1,12 @@
 package api
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
 
+	"github.com/slirp-dev/slirp/netem"
 	"github.com/slirp-dev/slirp/portfwd"
 )
 
@@ -15,6 +17,9 @@ import (
 //	POST   /v1/ports       add a forward (a PortSpec); 201 with its PortStatus
 //	DELETE /v1/ports/{id}  remove a forward
 //	GET    /v1/stats       per-forward and stack counters
+//	GET    /v1/conns       the guest's live connections and UDP flows
+//	GET    /v1/netem       the test rig's impairments
+//	PUT    /v1/netem       replace them (a Netem with the --netem syntax)
 //
 // Errors reply with a status code and an Error object.
 func (s *Server) Handler() http.Handler {
@@ -24,8 +29,11 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/ports", s.postPort)
 	mux.HandleFunc("DELETE /v1/ports/{id}", s.deletePort)
 	mux.HandleFunc("GET /v1/stats", s.getStats)
+	mux.HandleFunc("GET /v1/conns", s.getConns)
+	mux.HandleFunc("GET /v1/netem", s.getNetem)
+	mux.HandleFunc("PUT /v1/netem", s.putNetem)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "no such API endpoint "+r.Method+" "+r.URL.Path+"; see GET /v1/info, /v1/ports, /v1/stats")
+		writeError(w, http.StatusNotFound, "no such API endpoint "+r.Method+" "+r.URL.Path+"; see GET /v1/info, /v1/ports, /v1/stats, /v1/conns, /v1/netem")
 	})
 	return s.logRequests(mux)
 }
@@ -103,6 +111,44 @@ func (s *Server) getStats(w http.ResponseWriter, _ *http.Request) {
 		st.Stack = s.cfg.StackStats()
 	}
 	writeJSON(w, http.StatusOK, st)
+}
+
+func (s *Server) getConns(w http.ResponseWriter, _ *http.Request) {
+	if s.cfg.Flows == nil {
+		writeJSON(w, http.StatusOK, []any{})
+		return
+	}
+	writeJSON(w, http.StatusOK, s.cfg.Flows())
+}
+
+func (s *Server) getNetem(w http.ResponseWriter, _ *http.Request) {
+	if s.cfg.Netem == nil {
+		writeError(w, http.StatusNotImplemented, "this daemon has no impairments")
+		return
+	}
+	spec := s.cfg.Netem()
+	writeJSON(w, http.StatusOK, Netem{Spec: spec.String(), Details: &spec})
+}
+
+func (s *Server) putNetem(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.SetNetem == nil {
+		writeError(w, http.StatusNotImplemented, "this daemon has no impairments")
+		return
+	}
+	var req Netem
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	if err := dec.Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, "bad request: want {\"spec\": \"delay=50ms loss=1%...\"}: "+err.Error())
+		return
+	}
+	spec, err := netem.Parse(req.Spec)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	s.cfg.SetNetem(spec)
+	s.log.Info("impairments set", "netem", spec.String())
+	writeJSON(w, http.StatusOK, Netem{Spec: spec.String(), Details: &spec})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

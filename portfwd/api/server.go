@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/slirp-dev/slirp/netem"
 	"github.com/slirp-dev/slirp/portfwd"
 )
 
@@ -43,6 +44,13 @@ type Config struct {
 	// StackStats returns the user-mode stack's counters for GET /v1/stats
 	// as a JSON-encodable value; nil leaves them out.
 	StackStats func() any
+	// Flows returns the guest's live flows for GET /v1/conns; nil serves
+	// an empty list.
+	Flows func() any
+	// Netem and SetNetem read and replace the test rig's impairments for
+	// /v1/netem; nil answers 501.
+	Netem    func() netem.Spec
+	SetNetem func(netem.Spec)
 	// RequestTimeout is how long a client may take to send its request;
 	// a slirp4netns-protocol client that is slower gets an error reply.
 	RequestTimeout time.Duration

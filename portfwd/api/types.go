@@ -1,6 +1,8 @@
 package api
 
 import (
+	"github.com/slirp-dev/slirp/netem"
+
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -178,4 +180,13 @@ func FromSpec(s portfwd.Spec) PortSpec {
 		p.Count = s.Count
 	}
 	return p
+}
+
+// Netem is the body of GET and PUT /v1/netem: the impairments in the
+// --netem syntax ("delay=50ms jitter=10ms loss=1% egress:rate=10mbit
+// partition"; "none" or "" clears them). Replies also carry them
+// structured in Details.
+type Netem struct {
+	Spec    string      `json:"spec"`
+	Details *netem.Spec `json:"details,omitempty"`
 }

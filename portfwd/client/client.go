@@ -77,6 +77,28 @@ func (c *Client) Stats(ctx context.Context) (api.Stats, error) {
 	return st, err
 }
 
+// Conns returns GET /v1/conns: the guest's live flows, as JSON objects.
+func (c *Client) Conns(ctx context.Context) ([]map[string]any, error) {
+	var flows []map[string]any
+	err := c.do(ctx, http.MethodGet, "/v1/conns", nil, http.StatusOK, &flows)
+	return flows, err
+}
+
+// Netem returns GET /v1/netem: the impairments in force.
+func (c *Client) Netem(ctx context.Context) (api.Netem, error) {
+	var n api.Netem
+	err := c.do(ctx, http.MethodGet, "/v1/netem", nil, http.StatusOK, &n)
+	return n, err
+}
+
+// SetNetem replaces the impairments (PUT /v1/netem) with spec, in the
+// --netem syntax; "" or "none" clears them.
+func (c *Client) SetNetem(ctx context.Context, spec string) (api.Netem, error) {
+	var n api.Netem
+	err := c.do(ctx, http.MethodPut, "/v1/netem", api.Netem{Spec: spec}, http.StatusOK, &n)
+	return n, err
+}
+
 // APIError is an error reply of the daemon.
 type APIError struct {
 	Status  int

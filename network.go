@@ -174,6 +174,7 @@ func (n *Network) start(ctx context.Context) error {
 			return err
 		}
 	}
+	n.wg.Go(n.reclaimIdleMemory)
 	return nil
 }
 

@@ -25,6 +25,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 
+	"github.com/slirp-dev/slirp/internal/sockconn"
 	"github.com/slirp-dev/slirp/netem"
 )
 
@@ -449,18 +450,22 @@ func (s *Stack) DialHost(ctx context.Context, network, address string) (net.Conn
 		return nil, fmt.Errorf("dial %s %s: %w", network, address, err)
 	}
 	addr := ap
-	var d net.Dialer
 	local := s.cfg.OutboundAddr
 	if addr.Addr().Is6() && !addr.Addr().Is4In6() {
 		local = s.cfg.OutboundAddr6
 	}
-	if local.IsValid() {
-		switch strings.TrimRight(network, "46") {
-		case "tcp":
-			d.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(local, 0))
-		case "udp":
-			d.LocalAddr = net.UDPAddrFromAddrPort(netip.AddrPortFrom(local, 0))
+	if strings.TrimRight(network, "46") == "tcp" {
+		// Our own connect: it skips the runtime poller when a loopback
+		// peer has already answered (internal/sockconn).
+		var src netip.AddrPort
+		if local.IsValid() {
+			src = netip.AddrPortFrom(local, 0)
 		}
+		return sockconn.DialTCP(ctx, src, addr)
+	}
+	var d net.Dialer
+	if local.IsValid() {
+		d.LocalAddr = net.UDPAddrFromAddrPort(netip.AddrPortFrom(local, 0))
 	}
 	return d.DialContext(ctx, network, address)
 }

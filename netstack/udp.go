@@ -31,6 +31,9 @@ type udpForwarder struct {
 	flows map[stack.TransportEndpointID]*udpFlow
 	// closed is set by close. +checklocks:mu
 	closed bool
+	// reserved counts flows being set up outside the lock: they count
+	// against the limit already. +checklocks:mu
+	reserved int
 	// limitLogged rate-limits the "table full" warning. +checklocks:mu
 	limitLogged time.Time
 }
@@ -57,7 +60,7 @@ func (f *udpForwarder) handlePacket(id stack.TransportEndpointID, pkt *stack.Pac
 		f.mu.Unlock()
 		return true
 	}
-	if len(f.flows) >= f.s.cfg.MaxUDPFlows {
+	if len(f.flows)+f.reserved >= f.s.cfg.MaxUDPFlows {
 		f.s.counters.udpDropped.Add(1)
 		warn := time.Since(f.limitLogged) > 10*time.Second
 		if warn {
@@ -70,7 +73,16 @@ func (f *udpForwarder) handlePacket(id stack.TransportEndpointID, pkt *stack.Pac
 		}
 		return true
 	}
+	f.reserved++
 	f.mu.Unlock()
+	added := false
+	defer func() {
+		if !added {
+			f.mu.Lock()
+			f.reserved--
+			f.mu.Unlock()
+		}
+	}()
 
 	network := "udp4"
 	if target.Addr().Is6() {
@@ -112,6 +124,8 @@ func (f *udpForwarder) handlePacket(id stack.TransportEndpointID, pkt *stack.Pac
 	fl.touch()
 
 	f.mu.Lock()
+	f.reserved--
+	added = true
 	if f.closed {
 		f.mu.Unlock()
 		fl.guest.Close()

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -118,6 +119,10 @@ type Decision struct {
 // Engine decides for both directions. It is safe for concurrent use; with a
 // fixed seed, the same sequence of Decide calls gives the same decisions.
 type Engine struct {
+	// active mirrors "spec impairs something", read on every packet
+	// without the lock.
+	active atomic.Bool
+
 	mu   sync.Mutex
 	spec Spec       // +checklocks:mu
 	rng  *rand.Rand // +checklocks:mu
@@ -134,6 +139,7 @@ func NewEngine(seed uint64) *Engine {
 func (e *Engine) Set(s Spec) {
 	e.mu.Lock()
 	e.spec = s
+	e.active.Store(s.Partition || len(s.Blackhole) > 0 || !s.Egress.IsZero() || !s.Ingress.IsZero())
 	e.mu.Unlock()
 }
 
@@ -146,11 +152,7 @@ func (e *Engine) Spec() Spec {
 
 // Active says some packet may be affected (so callers can skip parsing
 // packets when nothing is configured).
-func (e *Engine) Active() bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.spec.Partition || len(e.spec.Blackhole) > 0 || !e.spec.Egress.IsZero() || !e.spec.Ingress.IsZero()
-}
+func (e *Engine) Active() bool { return e.active.Load() }
 
 // Decide returns what happens to packet p travelling in direction d at now.
 func (e *Engine) Decide(d Direction, now time.Time, p Packet) Decision {

@@ -2,6 +2,7 @@ package netstack
 
 import (
 	"net/netip"
+	"sync"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -28,6 +29,12 @@ import (
 type guardLink struct {
 	nested.Endpoint
 	s *Stack
+
+	// gate is held (shared) by every delivery into the stack; shut takes
+	// it exclusively once to stop deliveries for good before the stack
+	// is torn down. +checklocks:gate
+	gate sync.RWMutex
+	shut bool
 }
 
 func newGuardLink(s *Stack, child stack.LinkEndpoint) *guardLink {
@@ -38,6 +45,11 @@ func newGuardLink(s *Stack, child stack.LinkEndpoint) *guardLink {
 
 // DeliverNetworkPacket implements stack.NetworkDispatcher.
 func (l *guardLink) DeliverNetworkPacket(proto tcpip.NetworkProtocolNumber, pkt *stack.PacketBuffer) {
+	l.gate.RLock()
+	defer l.gate.RUnlock()
+	if l.shut {
+		return
+	}
 	switch proto {
 	case header.ARPProtocolNumber:
 		if !l.arpAllowed(pkt) {
@@ -49,6 +61,17 @@ func (l *guardLink) DeliverNetworkPacket(proto tcpip.NetworkProtocolNumber, pkt 
 		}
 	}
 	l.Endpoint.DeliverNetworkPacket(proto, pkt)
+}
+
+// stopDelivery drops every later inbound packet and waits for deliveries in
+// progress. gVisor's Stack.Wait removes the NIC, and waits for the link's
+// reader, while it holds the stack lock; a reader delivering a packet that
+// needs that lock (to answer with a RST, say) would then never finish.
+// Stopping deliveries first leaves the reader nothing to wait for.
+func (l *guardLink) stopDelivery() {
+	l.gate.Lock()
+	l.shut = true
+	l.gate.Unlock()
 }
 
 func (l *guardLink) arpAllowed(pkt *stack.PacketBuffer) bool {

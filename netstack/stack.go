@@ -126,7 +126,7 @@ type Stack struct {
 	policy policy
 	dial   DialFunc
 	stack  *stack.Stack
-	link   stack.LinkEndpoint
+	link   *guardLink
 
 	// ctx is cancelled by Close; every goroutine the stack starts watches it.
 	ctx    context.Context
@@ -427,6 +427,9 @@ func (s *Stack) Close() error {
 		// would otherwise hold CreateEndpoint, and Close, for the whole
 		// SYN-ACK retransmission time.
 		s.stack.Close()
+		if s.link != nil {
+			s.link.stopDelivery()
+		}
 		s.wg.Wait()
 		// Wait returns once the tap dispatcher and every protocol
 		// goroutine have exited.

@@ -140,9 +140,11 @@ func (e *tapEndpoint) IsAttached() bool {
 func (e *tapEndpoint) Attach(d stack.NetworkDispatcher) {
 	e.mu.Lock()
 	if d == nil {
+		// The NIC is going away, under the stack's lock: signal the
+		// reader but do not wait for it here (Wait does).
 		e.dispatcher = nil
 		e.mu.Unlock()
-		e.stop()
+		e.signalStop()
 		return
 	}
 	start := e.dispatcher == nil
@@ -178,13 +180,18 @@ func (e *tapEndpoint) SetOnCloseAction(f func()) {
 // stop closes our duplicate of the descriptor, which ends the reader, and
 // waits for it.
 func (e *tapEndpoint) stop() {
+	e.signalStop()
+	e.wg.Wait()
+}
+
+// signalStop makes writes fail and the reader end, without waiting.
+func (e *tapEndpoint) signalStop() {
 	e.stopOnce.Do(func() {
 		e.mu.Lock()
 		e.stopped = true
 		e.mu.Unlock()
 		e.file.Close()
 	})
-	e.wg.Wait()
 }
 
 // Inbound frames are read with readv(2) into three pooled views: a small

@@ -1,6 +1,7 @@
 package slirp
 
 import (
+	"runtime"
 	"runtime/debug"
 	"time"
 )
@@ -37,6 +38,9 @@ func (n *Network) reclaimIdleMemory() {
 		case moved >= busyBytes:
 			dirty = true
 		case moved == 0 && dirty:
+			// Two collections: sync.Pool keeps what it holds through
+			// one (its victim cache) and drops it at the next.
+			runtime.GC()
 			debug.FreeOSMemory()
 			dirty = false
 			n.log.Debug("network idle: returned free memory to the kernel")

@@ -137,6 +137,9 @@ type Server struct {
 	// and TCP connections served.
 	inFlight chan struct{}
 	conns    chan struct{}
+	// lastOverloadLog is when warnOverload last logged, in Unix
+	// nanoseconds.
+	lastOverloadLog atomic.Int64
 
 	// ctx is cancelled by Close and stops every Serve call.
 	ctx    context.Context
@@ -299,10 +302,25 @@ func (s *Server) ServePacket(ctx context.Context, pc net.PacketConn) error {
 			})
 		default:
 			s.stats.overloaded.Add(1)
-			s.log.Debug("DNS query refused: too many in flight", slog.String("client", addr.String()))
+			s.warnOverload("DNS query answered SERVFAIL: too many in flight", slog.String("client", addr.String()))
 			s.sendPacket(ctx, pc, addr, s.overloadReply(pkt))
 		}
 	}
+}
+
+// overloadLogInterval is the least time between two warnings about the
+// server's limits: a flood of queries must not flood the log too.
+const overloadLogInterval = 10 * time.Second
+
+// warnOverload logs a limit being hit, at most once per
+// overloadLogInterval; the Overloaded counter has every occurrence.
+func (s *Server) warnOverload(msg string, attrs ...any) {
+	now := time.Now().UnixNano()
+	last := s.lastOverloadLog.Load()
+	if now-last < int64(overloadLogInterval) || !s.lastOverloadLog.CompareAndSwap(last, now) {
+		return
+	}
+	s.log.Warn(msg+" (logged at most every 10s; see the overloaded counter)", attrs...)
 }
 
 // sendPacket writes a UDP reply; a nil reply counts as dropped.
@@ -362,7 +380,7 @@ func (s *Server) ServeStream(ctx context.Context, l net.Listener) error {
 			})
 		default:
 			s.stats.overloaded.Add(1)
-			s.log.Debug("DNS connection refused: too many open", slog.String("client", c.RemoteAddr().String()))
+			s.warnOverload("DNS connection over TCP closed: too many open", slog.String("client", c.RemoteAddr().String()))
 			c.Close()
 		}
 	}

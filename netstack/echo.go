@@ -44,6 +44,8 @@ type echoForwarder struct {
 	// is logged once. +checklocks:mu
 	denied bool
 	closed bool // +checklocks:mu
+	// limitLogged rate-limits the "too many flows" warning. +checklocks:mu
+	limitLogged time.Time
 }
 
 type echoKey struct {
@@ -155,6 +157,10 @@ func (f *echoForwarder) flow(key echoKey, mac tcpip.LinkAddress) (*echoFlow, err
 		return fl, nil
 	}
 	if len(f.flows) >= echoMaxFlows {
+		if time.Since(f.limitLogged) > limitLogInterval {
+			f.limitLogged = time.Now()
+			f.s.log.Warn("ICMP echo dropped: too many pings in flight (logged at most every 10s)", "limit", echoMaxFlows)
+		}
 		return nil, errLimit
 	}
 	network, laddr := "udp4", "0.0.0.0"

@@ -11,16 +11,19 @@ import (
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/waiter"
 )
 
-// A relay copies through a small buffer first and moves to a large one
-// once a read fills the small one: most connections are short and never
-// need more than a few KiB, while a bulk transfer moves a 64 KiB segment
-// (or several) per read and write with the large one. Allocating the large
-// buffer for every connection cost a third of the connection rate.
+// A relay reads into a small buffer and moves to a large one only for a
+// sustained bulk transfer (several full reads in a row): most connections
+// are short, and a large buffer for every connection that sent a few
+// dozen KiB cost a gigabyte with two thousand of them. Buffers come from
+// pools and are taken only once data is there to read (see ready.go).
 const (
 	relaySmallBuf = 16 << 10
-	relayLargeBuf = 256 << 10
+	relayLargeBuf = 128 << 10
+	// relayBulkReads full small reads in a row make a transfer bulk.
+	relayBulkReads = 4
 )
 
 var (
@@ -34,6 +37,7 @@ var (
 type tcpRelay struct {
 	guest   *gonet.TCPConn
 	guestEP tcpip.Endpoint
+	guestWQ *waiter.Queue
 	host    net.Conn
 
 	// guestAddr, dest and target name the flow (guest side, where the
@@ -56,39 +60,52 @@ func (r *tcpRelay) run() {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		r.pipe(r.host, r.guest, &r.sentToHost, r.toHost)
+		g := newGuestReadiness(r.guestWQ, r.guestEP)
+		defer g.close()
+		r.pipe(r.host, r.guest, func() error {
+			g.wait(nil)
+			return nil
+		}, &r.sentToHost, r.toHost)
 	}()
-	r.pipe(r.guest, r.host, &r.sentToGuest, r.toGuest)
+	r.pipe(r.guest, r.host, func() error { return hostReadable(r.host) }, &r.sentToGuest, r.toGuest)
 	<-done
 	r.guest.Close()
 	r.host.Close()
 }
 
 // pipe copies src to dst. On EOF it half-closes dst; on any error it aborts
-// the whole relay so that the other direction ends too.
-func (r *tcpRelay) pipe(dst, src net.Conn, count, total *atomic.Uint64) {
-	small := relaySmallBufs.Get().(*[]byte)
-	defer relaySmallBufs.Put(small)
-	var large *[]byte
-	defer func() {
-		if large != nil {
-			relayLargeBufs.Put(large)
-		}
-	}()
-	buf := *small
+// the whole relay so that the other direction ends too. ready blocks until
+// src can be read without blocking, so that no buffer is held meanwhile.
+func (r *tcpRelay) pipe(dst, src net.Conn, ready func() error, count, total *atomic.Uint64) {
+	full := 0
 	for {
+		if err := ready(); err != nil && !errors.Is(err, errNotSyscallConn) {
+			r.abort()
+			return
+		}
+		pool := &relaySmallBufs
+		if full >= relayBulkReads {
+			pool = &relayLargeBufs
+		}
+		bp := pool.Get().(*[]byte)
+		buf := *bp
 		n, rerr := src.Read(buf)
 		if n > 0 {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
+			_, werr := dst.Write(buf[:n])
+			if n == len(buf) {
+				full++
+			} else {
+				full = 0
+			}
+			pool.Put(bp)
+			if werr != nil {
 				r.abort()
 				return
 			}
 			count.Add(uint64(n))
 			total.Add(uint64(n))
-			if n == len(buf) && large == nil {
-				large = relayLargeBufs.Get().(*[]byte)
-				buf = *large
-			}
+		} else {
+			pool.Put(bp)
 		}
 		if rerr != nil {
 			if errors.Is(rerr, io.EOF) {

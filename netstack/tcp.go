@@ -32,7 +32,13 @@ type tcpForwarder struct {
 	conns map[*tcpRelay]struct{}
 	// closed is set by close; no relay starts afterwards. +checklocks:mu
 	closed bool
+	// limitLogged rate-limits the "too many pending" warning. +checklocks:mu
+	limitLogged time.Time
 }
+
+// limitLogInterval is the least time between two log lines about the same
+// limit being hit: a flood must not flood the log too.
+const limitLogInterval = 10 * time.Second
 
 type pendingSYN struct {
 	target netip.AddrPort
@@ -82,10 +88,16 @@ func (f *tcpForwarder) handlePacket(id stack.TransportEndpointID, pkt *stack.Pac
 		return true
 	}
 	if len(f.pending) >= f.s.cfg.MaxPendingTCP {
+		warn := time.Since(f.limitLogged) > limitLogInterval
+		if warn {
+			f.limitLogged = time.Now()
+		}
 		f.mu.Unlock()
 		f.s.counters.tcpDropped.Add(1)
-		f.s.log.Warn("TCP connection dropped: too many connections being set up",
-			"limit", f.s.cfg.MaxPendingTCP, "flow", flowString(id))
+		if warn {
+			f.s.log.Warn("TCP connection dropped: too many connections being set up (logged at most every 10s; see tcp_dropped in the stats)",
+				"limit", f.s.cfg.MaxPendingTCP, "flow", flowString(id))
+		}
 		return true
 	}
 	f.pending[id] = pendingSYN{target: target, quote: quote(pkt)}
@@ -160,7 +172,7 @@ func (f *tcpForwarder) handleRequest(r *tcp.ForwarderRequest) {
 	// Keepalive finds guests that vanished without a FIN or RST.
 	ep.SocketOptions().SetKeepAlive(true)
 
-	rl := &tcpRelay{guest: gonet.NewTCPConn(&wq, ep), guestEP: ep, host: host,
+	rl := &tcpRelay{guest: gonet.NewTCPConn(&wq, ep), guestEP: ep, guestWQ: &wq, host: host,
 		toHost: &f.s.counters.tcpToHost, toGuest: &f.s.counters.tcpToGuest,
 		guestAddr: addrPort(id.RemoteAddress, id.RemotePort), dest: addrPort(id.LocalAddress, id.LocalPort),
 		target: p.target, started: time.Now()}

@@ -62,7 +62,7 @@ func (f *udpForwarder) handlePacket(id stack.TransportEndpointID, pkt *stack.Pac
 	}
 	if len(f.flows)+f.reserved >= f.s.cfg.MaxUDPFlows {
 		f.s.counters.udpDropped.Add(1)
-		warn := time.Since(f.limitLogged) > 10*time.Second
+		warn := time.Since(f.limitLogged) > limitLogInterval
 		if warn {
 			f.limitLogged = time.Now()
 		}
@@ -115,6 +115,8 @@ func (f *udpForwarder) handlePacket(id stack.TransportEndpointID, pkt *stack.Pac
 		f:       f,
 		id:      id,
 		guest:   gonet.NewUDPConn(&wq, ep),
+		guestEP: ep,
+		guestWQ: &wq,
 		host:    host,
 		idle:    idle,
 		isIPv6:  target.Addr().Is6(),
@@ -158,12 +160,14 @@ func (f *udpForwarder) close() {
 
 // udpFlow is one entry of the table.
 type udpFlow struct {
-	f      *udpForwarder
-	id     stack.TransportEndpointID
-	guest  *gonet.UDPConn
-	host   net.Conn
-	idle   time.Duration
-	isIPv6 bool
+	f       *udpForwarder
+	id      stack.TransportEndpointID
+	guest   *gonet.UDPConn
+	guestEP tcpip.Endpoint
+	guestWQ *waiter.Queue
+	host    net.Conn
+	idle    time.Duration
+	isIPv6  bool
 	// target is the host address the flow goes to; started is when it
 	// opened; sentToHost and sentToGuest count its bytes.
 	target                  netip.AddrPort
@@ -194,20 +198,31 @@ func (fl *udpFlow) end() {
 	})
 }
 
-// toHost copies the guest's datagrams to the host socket. Its read deadline
-// doubles as the idle timer of the flow.
+// udpBufs hold one datagram each; a flow takes one only while it moves a
+// datagram, so idle flows hold none.
+var udpBufs = sync.Pool{New: func() any { b := make([]byte, udpMaxDatagram); return &b }}
+
+// toHost copies the guest's datagrams to the host socket, and ends the
+// flow once it has been idle for its timeout.
 func (fl *udpFlow) toHost() {
 	defer fl.f.s.wg.Done()
 	defer fl.end()
-	buf := make([]byte, udpMaxDatagram)
+	g := newGuestReadiness(fl.guestWQ, fl.guestEP)
+	defer g.close()
+	timer := time.NewTimer(fl.idle)
+	defer timer.Stop()
 	for {
-		_ = fl.guest.SetReadDeadline(time.Now().Add(fl.idle))
-		n, err := fl.guest.Read(buf)
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() && !fl.expired() {
-				continue
+		if !g.wait(timer.C) {
+			if fl.expired() {
+				return
 			}
+			timer.Reset(time.Until(time.Unix(0, fl.lastActive.Load()).Add(fl.idle)))
+			continue
+		}
+		bp := udpBufs.Get().(*[]byte)
+		n, err := fl.guest.Read(*bp)
+		if err != nil {
+			udpBufs.Put(bp)
 			return
 		}
 		fl.touch()
@@ -215,19 +230,29 @@ func (fl *udpFlow) toHost() {
 		fl.sentToHost.Add(uint64(n))
 		// A write error (the host's previous ICMP error surfacing as
 		// ECONNREFUSED) does not end the flow, as on a real network.
-		_, _ = fl.host.Write(buf[:n])
+		_, _ = fl.host.Write((*bp)[:n])
+		udpBufs.Put(bp)
 	}
 }
 
-// toGuest copies the host's replies back to the guest.
+// toGuest copies the host's replies back to the guest. Its read deadline
+// doubles as the idle timer.
 func (fl *udpFlow) toGuest() {
 	defer fl.f.s.wg.Done()
 	defer fl.end()
-	buf := make([]byte, udpMaxDatagram)
 	for {
 		_ = fl.host.SetReadDeadline(time.Now().Add(fl.idle))
-		n, err := fl.host.Read(buf)
+		err := hostReadable(fl.host)
+		var n int
+		var bp *[]byte
+		if err == nil || errors.Is(err, errNotSyscallConn) {
+			bp = udpBufs.Get().(*[]byte)
+			n, err = fl.host.Read(*bp)
+		}
 		if err != nil {
+			if bp != nil {
+				udpBufs.Put(bp)
+			}
 			var ne net.Error
 			switch {
 			case errors.As(err, &ne) && ne.Timeout() && !fl.expired():
@@ -241,7 +266,9 @@ func (fl *udpFlow) toGuest() {
 			return
 		}
 		fl.touch()
-		if _, err := fl.guest.Write(buf[:n]); err != nil {
+		_, werr := fl.guest.Write((*bp)[:n])
+		udpBufs.Put(bp)
+		if werr != nil {
 			return
 		}
 		fl.f.s.counters.udpToGuest.Add(uint64(n))

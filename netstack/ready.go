@@ -1,0 +1,70 @@
+package netstack
+
+import (
+	"errors"
+	"net"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/waiter"
+)
+
+// Relays wait for a side to become readable before they take a buffer
+// from a pool, so an idle connection or UDP flow holds no buffer at all:
+// a thousand idle connections then cost their goroutines and little else.
+
+// guestReadiness waits for data (or end of stream, or an error) on a gVisor
+// endpoint.
+type guestReadiness struct {
+	ep    tcpip.Endpoint
+	wq    *waiter.Queue
+	entry waiter.Entry
+	ch    chan struct{}
+}
+
+const guestEvents = waiter.ReadableEvents | waiter.EventHUp | waiter.EventErr
+
+func newGuestReadiness(wq *waiter.Queue, ep tcpip.Endpoint) *guestReadiness {
+	entry, ch := waiter.NewChannelEntry(guestEvents)
+	wq.EventRegister(&entry)
+	return &guestReadiness{ep: ep, wq: wq, entry: entry, ch: ch}
+}
+
+// wait returns true once the endpoint is readable, false when timeout
+// fires first (nil: no timeout).
+func (g *guestReadiness) wait(timeout <-chan time.Time) bool {
+	for g.ep.Readiness(guestEvents) == 0 {
+		select {
+		case <-g.ch:
+		case <-timeout:
+			return false
+		}
+	}
+	return true
+}
+
+func (g *guestReadiness) close() { g.wq.EventUnregister(&g.entry) }
+
+// errNotSyscallConn is returned for host connections without a descriptor
+// (tests may dial with anything); their reads simply block with a buffer.
+var errNotSyscallConn = errors.New("not a syscall.Conn")
+
+// hostReadable waits until c has data, end of stream or an error, or its
+// read deadline passes (then it returns the deadline error).
+func hostReadable(c net.Conn) error {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return errNotSyscallConn
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var peek [1]byte
+	return rc.Read(func(fd uintptr) bool {
+		_, _, err := unix.Recvfrom(int(fd), peek[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		return !errors.Is(err, unix.EAGAIN)
+	})
+}

@@ -148,6 +148,29 @@ func Start(ctx context.Context, opts Options) (*Network, error) {
 	return n, nil
 }
 
+// Prepare does the part of Start that needs the target namespaces: it
+// starts the namespace helper and creates the tap through it, and returns
+// opts with Link, LinkVnetHdr and Helper set, so that Start on the result
+// skips that step. A daemon that must lose access to the host before the
+// network runs (the sandbox of --enable-sandbox) prepares first. Options
+// that already have a Link come back unchanged. On error nothing is left
+// open. ctx bounds the preparation only.
+func Prepare(ctx context.Context, opts Options) (Options, error) {
+	if opts.Link != nil {
+		return opts, nil
+	}
+	o := opts
+	if err := o.setDefaults(); err != nil {
+		return opts, err
+	}
+	helper, link, err := openTap(ctx, &o, o.addressing(), o.Logger)
+	if err != nil {
+		return opts, err
+	}
+	opts.Link, opts.LinkVnetHdr, opts.Helper = link, true, helper
+	return opts, nil
+}
+
 // start runs the steps of Start; Close undoes whatever it finished.
 func (n *Network) start(ctx context.Context) error {
 	if n.link == nil {
@@ -231,7 +254,18 @@ func (n *Network) HelperPID() int {
 func (n *Network) Done() <-chan struct{} { return n.stack.Done() }
 
 func (n *Network) openTap(ctx context.Context) error {
-	o := &n.opts
+	helper, link, err := openTap(ctx, &n.opts, n.cfg, n.log)
+	if err != nil {
+		return err
+	}
+	n.helper, n.link, n.opts.LinkVnetHdr = helper, link, true
+	return nil
+}
+
+// openTap starts the namespace helper for o's target and opens the tap
+// through it, with the virtio-net header. On error it closes what it
+// opened.
+func openTap(ctx context.Context, o *Options, cfg *cli.Config, log *slog.Logger) (*tap.Namespace, *os.File, error) {
 	target := tap.Target{NetnsPath: o.NetnsPath, UsernsPath: o.UsernsPath}
 	if o.PID != 0 {
 		target.NetnsPath = fmt.Sprintf("/proc/%d/ns/net", o.PID)
@@ -239,11 +273,10 @@ func (n *Network) openTap(ctx context.Context) error {
 			target.UsernsPath = fmt.Sprintf("/proc/%d/ns/user", o.PID)
 		}
 	}
-	helper, err := tap.Enter(ctx, target, n.log.With("component", "tap"))
+	helper, err := tap.Enter(ctx, target, log.With("component", "tap"))
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	n.helper = helper
 	// The virtio-net header lets guest and stack exchange 64 KiB TCP
 	// segments whatever the MTU (TSO/GSO).
 	tc := tap.TapConfig{Name: o.TapName, VnetHdr: true}
@@ -251,21 +284,21 @@ func (n *Network) openTap(ctx context.Context) error {
 		tc.Configure = &tap.Addressing{
 			MTU:     o.MTU,
 			MAC:     o.MAC,
-			Address: netip.PrefixFrom(n.cfg.RecommendedIP(), o.CIDR.Bits()),
-			Gateway: n.cfg.Gateway(),
+			Address: netip.PrefixFrom(cfg.RecommendedIP(), o.CIDR.Bits()),
+			Gateway: cfg.Gateway(),
 		}
 		if o.IPv6 {
-			tc.Configure.Address6 = netip.PrefixFrom(n.cfg.RecommendedIP6(), o.IPv6Prefix.Bits())
+			tc.Configure.Address6 = netip.PrefixFrom(cfg.RecommendedIP6(), o.IPv6Prefix.Bits())
 			tc.Configure.Gateway6 = netstack.RouterLinkLocal
 		}
 	}
 	f, err := helper.OpenTap(ctx, tc)
 	if err != nil {
-		return err
+		helper.Close()
+		return nil, nil, err
 	}
-	n.link, n.opts.LinkVnetHdr = f, true
-	n.log.Debug("tap open", "name", o.TapName)
-	return nil
+	log.Debug("tap open", "name", o.TapName)
+	return helper, f, nil
 }
 
 func (n *Network) startStack() error {
@@ -401,7 +434,7 @@ func (n *Network) startForwards() error {
 	server, err := api.New(api.Config{
 		Manager:    forwards,
 		Info:       n.apiInfo,
-		StackStats: func() any { return n.stack.Stats() },
+		StackStats: n.apiStackStats,
 		Netem:      n.stack.Netem,
 		SetNetem:   n.stack.SetNetem,
 		Flows:      func() any { return n.stack.Flows() },

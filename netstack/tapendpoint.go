@@ -3,6 +3,7 @@ package netstack
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sync"
 
@@ -28,8 +29,11 @@ import (
 type tapEndpoint struct {
 	file *os.File // the tap, non-blocking, read through Go's poller
 	fd   int      // the same descriptor, for writev
-	mtu  uint32
-	addr tcpip.LinkAddress
+	// vnetHdr says every frame carries a virtio_net_hdr (IFF_VNET_HDR);
+	// without it the endpoint does no offloads.
+	vnetHdr bool
+	mtu     uint32
+	addr    tcpip.LinkAddress
 
 	mu         sync.RWMutex
 	dispatcher stack.NetworkDispatcher // +checklocks:mu
@@ -55,16 +59,26 @@ const (
 	tunFTSO6, tunFTSOECN = 0x04, 0x08
 )
 
-// newTapEndpoint takes a tap opened with IFF_TAP|IFF_NO_PI|IFF_VNET_HDR
-// and turns on checksum and TCP segmentation offload on it, so that the
-// guest's kernel may hand us 64 KiB segments. The descriptor stays the
-// caller's; closed is called when reading from it fails.
-func newTapEndpoint(fd int, mtu uint32, addr tcpip.LinkAddress, closed func(error)) (*tapEndpoint, error) {
-	if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, tunFCsum|tunFTSO4|tunFTSO6|tunFTSOECN); err != nil {
-		return nil, fmt.Errorf("enable offloads on the tap (TUNSETOFFLOAD): %w", err)
-	}
-	if err := unix.IoctlSetPointerInt(fd, unix.TUNSETVNETHDRSZ, vnetHdrSize); err != nil {
-		return nil, fmt.Errorf("set the tap's virtio-net header size: %w", err)
+// newTapEndpoint serves a frame descriptor: a tap opened with
+// IFF_TAP|IFF_NO_PI, or a socket carrying one Ethernet frame per packet
+// (BESS, tests). With vnetHdr the tap was opened with IFF_VNET_HDR too, and
+// checksum and TCP segmentation offload are turned on, so that the guest's
+// kernel may hand us 64 KiB segments. The descriptor stays the caller's;
+// closed is called when reading from it fails or the peer of a socket
+// hangs up.
+//
+// gVisor's fdbased endpoint is not used for any of these: its readv
+// dispatcher stops reading for good at the first frame it cannot parse
+// (shorter than an Ethernet header, or for another station), which a
+// guest can send at will.
+func newTapEndpoint(fd int, mtu uint32, addr tcpip.LinkAddress, vnetHdr bool, closed func(error)) (*tapEndpoint, error) {
+	if vnetHdr {
+		if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, tunFCsum|tunFTSO4|tunFTSO6|tunFTSOECN); err != nil {
+			return nil, fmt.Errorf("enable offloads on the tap (TUNSETOFFLOAD): %w", err)
+		}
+		if err := unix.IoctlSetPointerInt(fd, unix.TUNSETVNETHDRSZ, vnetHdrSize); err != nil {
+			return nil, fmt.Errorf("set the tap's virtio-net header size: %w", err)
+		}
 	}
 	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
@@ -75,11 +89,12 @@ func newTapEndpoint(fd int, mtu uint32, addr tcpip.LinkAddress, closed func(erro
 		return nil, fmt.Errorf("tap fd non-blocking: %w", err)
 	}
 	return &tapEndpoint{
-		file:   os.NewFile(uintptr(dup), "tap"),
-		fd:     dup,
-		mtu:    mtu,
-		addr:   addr,
-		closed: closed,
+		file:    os.NewFile(uintptr(dup), "tap"),
+		fd:      dup,
+		vnetHdr: vnetHdr,
+		mtu:     mtu,
+		addr:    addr,
+		closed:  closed,
 	}, nil
 }
 
@@ -104,10 +119,21 @@ func (e *tapEndpoint) Capabilities() stack.LinkEndpointCapabilities {
 }
 
 // GSOMaxSize implements stack.GSOEndpoint.
-func (e *tapEndpoint) GSOMaxSize() uint32 { return tapGSOMaxSize }
+func (e *tapEndpoint) GSOMaxSize() uint32 {
+	if !e.vnetHdr {
+		return 0
+	}
+	return tapGSOMaxSize
+}
 
-// SupportedGSO implements stack.GSOEndpoint: the guest's kernel segments.
-func (e *tapEndpoint) SupportedGSO() stack.SupportedGSO { return stack.HostGSOSupported }
+// SupportedGSO implements stack.GSOEndpoint: with the virtio-net header,
+// the guest's kernel segments.
+func (e *tapEndpoint) SupportedGSO() stack.SupportedGSO {
+	if !e.vnetHdr {
+		return stack.GSONotSupported
+	}
+	return stack.HostGSOSupported
+}
 
 // ARPHardwareType implements stack.LinkEndpoint.
 func (e *tapEndpoint) ARPHardwareType() header.ARPHardwareType { return header.ARPHardwareEther }
@@ -212,11 +238,17 @@ func (e *tapEndpoint) readLoop() {
 		return
 	}
 	var vh [vnetHdrSize]byte
+	hdr := 0
+	if e.vnetHdr {
+		hdr = vnetHdrSize
+	}
 	sizes := [3]int{tapHeadView, tapBodyView, tapOverflowView}
 	for {
 		var views [3]*buffer.View
 		iov := make([][]byte, 0, 4)
-		iov = append(iov, vh[:])
+		if hdr > 0 {
+			iov = append(iov, vh[:])
+		}
 		for i, sz := range sizes {
 			views[i] = buffer.NewViewSize(sz)
 			iov = append(iov, views[i].AsSlice())
@@ -230,7 +262,11 @@ func (e *tapEndpoint) readLoop() {
 		if err == nil {
 			err = rerr
 		}
-		if err != nil || n <= vnetHdrSize+header.EthernetMinimumSize {
+		if err == nil && n == 0 {
+			// Only a socket reads empty: its peer hung up.
+			err = io.EOF
+		}
+		if err != nil || n <= hdr+header.EthernetMinimumSize {
 			for _, v := range views {
 				v.Release()
 			}
@@ -242,7 +278,7 @@ func (e *tapEndpoint) readLoop() {
 			}
 			continue
 		}
-		n -= vnetHdrSize
+		n -= hdr
 		var payload buffer.Buffer
 		for i, v := range views {
 			if n <= 0 {
@@ -331,7 +367,10 @@ func (e *tapEndpoint) writePacket(pkt *stack.PacketBuffer) tcpip.Error {
 	}
 	views := pkt.AsSlices()
 	var arr [8][]byte
-	bufs := append(arr[:0], vh[:])
+	bufs := arr[:0]
+	if e.vnetHdr {
+		bufs = append(bufs, vh[:])
+	}
 	bufs = append(bufs, views...)
 	for {
 		_, err := unix.Writev(e.fd, bufs)

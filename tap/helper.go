@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
 	"strconv"
 	"syscall"
 
@@ -13,6 +14,18 @@ import (
 
 	"github.com/slirp-dev/slirp/internal/nsenter"
 )
+
+func init() {
+	if _, ok := os.LookupEnv(envHelper); ok {
+		// The parent-death signal belongs to one thread: the main
+		// thread, where the daemon's fork set it and where the
+		// runtime's later threads do not inherit it. serve sets and
+		// clears it, so serve must run there too; LockOSThread in an
+		// init function runs main, and HelperMain in it, on the main
+		// thread.
+		runtime.LockOSThread()
+	}
+}
 
 // HelperMain must be called first thing in main() of every binary that uses
 // Enter (and in TestMain of test binaries that do); in a helper process it
@@ -35,8 +48,8 @@ func HelperMain() {
 // serve is the helper: it reports whether it entered the namespaces, then
 // answers requests until the daemon closes the control socket. The
 // namespaces were joined by the nsenter constructor before the runtime
-// started, so every thread of this process is inside them and nothing here
-// needs to lock an OS thread.
+// started, so every thread of this process is inside them; serve runs on
+// the main thread (see init) only for the parent-death signal.
 func serve(ctl int) int {
 	// The death signal was set by the daemon when it started us; set it
 	// again in case joining the user namespace cleared it. If the daemon
@@ -113,6 +126,14 @@ func handle(req request) (reply, int) {
 		fd, err = unix.Socket(int(req.sock.domain), int(req.sock.typ)|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, int(req.sock.proto))
 		if err != nil {
 			err = &opError{op: fmt.Sprintf("socket(%d, %d, %d)", req.sock.domain, req.sock.typ, req.sock.proto), err: err}
+		}
+	case kindKeepAcrossExec:
+		// The daemon is about to execve, which ends the thread that
+		// started us and with it would fire the death signal. EOF on the
+		// control socket still ends us when the daemon is gone.
+		fd = -1
+		if err = unix.Prctl(unix.PR_SET_PDEATHSIG, 0, 0, 0, 0); err != nil {
+			err = &opError{op: "prctl(PR_SET_PDEATHSIG, 0)", err: err}
 		}
 	}
 	if err != nil {

@@ -8,11 +8,15 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Roles the test binary plays when re-executed by a test, chosen by
@@ -29,9 +33,32 @@ const (
 	// prints "ok NAME" (or "error: MESSAGE") and waits until its stdin
 	// closes.
 	roleConfigure = "configure"
+	// roleExec enters the namespaces, keeps the helper with PrepareExec
+	// and re-executes itself in place, from another thread than the one
+	// that started the helper, as the sandbox does; the new image plays
+	// roleAdopted. roleExecUnprepared does the same without PrepareExec.
+	roleExec           = "exec"
+	roleExecUnprepared = "exec-unprepared"
+	// roleAdopted takes the helper back with Adopt (envCtl, envHelperPID),
+	// opens and configures tap0 through it, prints "ok NAME PID" (or
+	// "error: MESSAGE"), and once its stdin closes, closes the helper and
+	// exits 0 only if that went cleanly.
+	roleAdopted = "adopted"
+
+	envCtl       = "TAP_TEST_CTL"
+	envHelperPID = "TAP_TEST_HELPER_PID"
+
+	// roleMainThread runs with the helper's environment but, instead of
+	// serving, checks that main stays on the main thread through
+	// blocking system calls while other goroutines compete for the
+	// processors; it prints "main thread" or "moved to thread TID".
+	roleMainThread = "main-thread"
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(envRole) == roleMainThread {
+		os.Exit(playMainThread())
+	}
 	HelperMain()
 	if role := os.Getenv(envRole); role != "" {
 		os.Exit(playRole(role))
@@ -47,6 +74,12 @@ func playRole(role string) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	target := Target{NetnsPath: os.Getenv(envNetns), UsernsPath: os.Getenv(envUserns)}
+	switch role {
+	case roleExec, roleExecUnprepared:
+		return playExec(ctx, target, role == roleExec)
+	case roleAdopted:
+		return playAdopted(ctx, target)
+	}
 	n, err := Enter(ctx, target, nil)
 	if err != nil {
 		fmt.Printf("error: %v\n", err)
@@ -69,6 +102,100 @@ func playRole(role string) int {
 		return 1
 	}
 	_, _ = io.Copy(io.Discard, os.Stdin)
+	return 0
+}
+
+// playExec starts a helper and re-executes this binary as roleAdopted,
+// handing the helper over. It returns only on failure.
+func playExec(ctx context.Context, target Target, prepare bool) int {
+	n, err := Enter(ctx, target, nil)
+	if err != nil {
+		fmt.Printf("error: %v\n", err)
+		return 1
+	}
+	ctl := -1
+	if prepare {
+		if ctl, err = n.PrepareExec(ctx); err != nil {
+			fmt.Printf("error: %v\n", err)
+			return 1
+		}
+	} else {
+		rc, err := n.conn.SyscallConn()
+		if err == nil {
+			err = rc.Control(func(fd uintptr) { ctl = int(fd) })
+		}
+		if err != nil {
+			fmt.Printf("error: %v\n", err)
+			return 1
+		}
+	}
+	if _, err := unix.FcntlInt(uintptr(ctl), unix.F_SETFD, 0); err != nil {
+		fmt.Printf("error: %v\n", err)
+		return 1
+	}
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, envRole+"=") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, envRole+"="+roleAdopted, envCtl+"="+strconv.Itoa(ctl), envHelperPID+"="+strconv.Itoa(n.PID()))
+	err = syscall.Exec("/proc/self/exe", os.Args, env)
+	fmt.Printf("error: exec: %v\n", err)
+	return 1
+}
+
+func playAdopted(ctx context.Context, target Target) int {
+	ctl, _ := strconv.Atoi(os.Getenv(envCtl))
+	pid, _ := strconv.Atoi(os.Getenv(envHelperPID))
+	n, err := Adopt(ctl, pid, target, nil)
+	if err != nil {
+		fmt.Printf("error: %v\n", err)
+		return 1
+	}
+	f, err := n.OpenTap(ctx, TapConfig{Name: "tap0", Configure: slirpAddressing()})
+	if err != nil {
+		fmt.Printf("error: %v\n", err)
+		n.Close()
+		return 1
+	}
+	defer f.Close()
+	fmt.Printf("ok %s %d\n", f.Name(), n.PID())
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	if err := n.Close(); err != nil {
+		fmt.Fprintf(os.Stderr, "close the adopted helper: %v\n", err)
+		return 3
+	}
+	return 0
+}
+
+func playMainThread() int {
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 2 * runtime.GOMAXPROCS(0) {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+					runtime.Gosched()
+				}
+			}
+		})
+	}
+	defer func() { close(stop); wg.Wait() }()
+	for range 200 {
+		// A blocking call long enough for the runtime to hand the
+		// processor to another thread meanwhile.
+		ts := unix.Timespec{Nsec: int64(200 * time.Microsecond)}
+		_ = unix.Nanosleep(&ts, nil)
+		if tid := unix.Gettid(); tid != os.Getpid() {
+			fmt.Printf("moved to thread %d\n", tid)
+			return 0
+		}
+	}
+	fmt.Println("main thread")
 	return 0
 }
 

@@ -17,11 +17,14 @@ import (
 //
 // Request bodies by kind:
 //
-//	kindOpenTap  flags:u8 name:bytes [mtu:u32 mac:bytes address:prefix
-//	             gateway:addr address6:prefix gateway6:addr]
-//	             flags bit 0 asks for IFF_VNET_HDR; bit 1 says the
-//	             bracketed addressing follows (TapConfig.Configure != nil)
-//	kindSocket   domain:i32 type:i32 protocol:i32
+//	kindOpenTap         flags:u8 name:bytes [mtu:u32 mac:bytes
+//	                    address:prefix gateway:addr address6:prefix
+//	                    gateway6:addr]
+//	                    flags bit 0 asks for IFF_VNET_HDR; bit 1 says the
+//	                    bracketed addressing follows (TapConfig.Configure
+//	                    != nil)
+//	kindSocket          domain:i32 type:i32 protocol:i32
+//	kindKeepAcrossExec  (no body)
 //
 // bytes is a length byte then that many bytes; addr is bytes holding 0
 // (unset), 4 (IPv4) or 16 (IPv6) bytes; prefix is addr then bits:u8 (0 when
@@ -29,7 +32,9 @@ import (
 //
 // A reply carries the id of the request it answers. status 0 is success: for
 // kindOpenTap the text is the device's name and the packet carries the tap
-// fd; for kindSocket the text is empty and the packet carries the socket.
+// fd; for kindSocket the text is empty and the packet carries the socket;
+// for kindKeepAcrossExec the text is empty, the packet carries nothing, and
+// the helper has cleared its parent-death signal (Namespace.PrepareExec).
 // status 1 is failure: text is the whole message for the user and errno the
 // underlying errno (0 when there is none). Right after it starts, before
 // reading any request, the helper sends one unsolicited reply with id 0
@@ -40,8 +45,9 @@ import (
 // again gives back the same bytes.
 
 const (
-	kindOpenTap uint8 = 1
-	kindSocket  uint8 = 2
+	kindOpenTap        uint8 = 1
+	kindSocket         uint8 = 2
+	kindKeepAcrossExec uint8 = 3
 
 	flagVnetHdr   uint8 = 1 << 0
 	flagConfigure uint8 = 1 << 1
@@ -63,7 +69,7 @@ const (
 var errMalformed = errors.New("malformed message")
 
 // request is a decoded request; tap is set for kindOpenTap and sock for
-// kindSocket.
+// kindSocket (kindKeepAcrossExec has no body).
 type request struct {
 	kind uint8
 	id   uint32
@@ -147,6 +153,7 @@ func (r request) encode() ([]byte, error) {
 		b = binary.BigEndian.AppendUint32(b, uint32(r.sock.domain))
 		b = binary.BigEndian.AppendUint32(b, uint32(r.sock.typ))
 		b = binary.BigEndian.AppendUint32(b, uint32(r.sock.proto))
+	case kindKeepAcrossExec:
 	default:
 		return nil, fmt.Errorf("unknown request kind %d", r.kind)
 	}
@@ -177,6 +184,7 @@ func decodeRequest(b []byte) (request, error) {
 		}
 	case kindSocket:
 		r.sock = socketArgs{domain: int32(d.u32()), typ: int32(d.u32()), proto: int32(d.u32())}
+	case kindKeepAcrossExec:
 	default:
 		if d.err == nil {
 			return request{}, fmt.Errorf("%w: unknown request kind %d", errMalformed, r.kind)

@@ -25,6 +25,7 @@ func sampleRequests() []request {
 		}}},
 		{kind: kindSocket, id: 7, sock: socketArgs{domain: 2, typ: 1, proto: 0}},
 		{kind: kindSocket, id: 8, sock: socketArgs{domain: -1, typ: -2, proto: 1 << 30}},
+		{kind: kindKeepAcrossExec, id: 9},
 	}
 }
 
@@ -72,16 +73,17 @@ func TestDecodeRequestRejects(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, b := range map[string][]byte{
-		"empty":         {},
-		"unknown kind":  {9, 0, 0, 0, 1},
-		"truncated":     good[:len(good)-1],
-		"trailing":      append(append([]byte{}, good...), 0),
-		"unknown flags": {kindOpenTap, 0, 0, 0, 1, 0x80, 0},
-		"name too long": append([]byte{kindOpenTap, 0, 0, 0, 1, 0, 16}, bytes.Repeat([]byte("a"), 16)...),
-		"bad addr len":  {kindOpenTap, 0, 0, 0, 1, flagConfigure, 0, 0, 0, 0, 0, 0, 3, 1, 2, 3, 0, 0, 0, 0, 0},
-		"bits no addr":  {kindOpenTap, 0, 0, 0, 1, flagConfigure, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0, 0},
-		"bits too big":  {kindOpenTap, 0, 0, 0, 1, flagConfigure, 0, 0, 0, 0, 0, 0, 4, 10, 0, 2, 100, 33, 0, 0, 0, 0},
-		"socket short":  {kindSocket, 0, 0, 0, 1, 0, 0, 0, 2},
+		"empty":          {},
+		"unknown kind":   {9, 0, 0, 0, 1},
+		"truncated":      good[:len(good)-1],
+		"trailing":       append(append([]byte{}, good...), 0),
+		"unknown flags":  {kindOpenTap, 0, 0, 0, 1, 0x80, 0},
+		"name too long":  append([]byte{kindOpenTap, 0, 0, 0, 1, 0, 16}, bytes.Repeat([]byte("a"), 16)...),
+		"bad addr len":   {kindOpenTap, 0, 0, 0, 1, flagConfigure, 0, 0, 0, 0, 0, 0, 3, 1, 2, 3, 0, 0, 0, 0, 0},
+		"bits no addr":   {kindOpenTap, 0, 0, 0, 1, flagConfigure, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0, 0},
+		"bits too big":   {kindOpenTap, 0, 0, 0, 1, flagConfigure, 0, 0, 0, 0, 0, 0, 4, 10, 0, 2, 100, 33, 0, 0, 0, 0},
+		"socket short":   {kindSocket, 0, 0, 0, 1, 0, 0, 0, 2},
+		"keep with body": {kindKeepAcrossExec, 0, 0, 0, 1, 0},
 	} {
 		if _, err := decodeRequest(b); !errors.Is(err, errMalformed) {
 			t.Errorf("%s: decodeRequest(%x) err = %v, want errMalformed", name, b, err)

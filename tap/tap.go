@@ -15,6 +15,10 @@
 // A tap descriptor keeps its device, and a socket keeps its network
 // namespace, for as long as it is open, wherever the descriptor goes; so the
 // daemon can use both from the host namespaces after the helper is gone.
+//
+// A daemon that re-executes itself in place (the sandbox of
+// --enable-sandbox) keeps its helper: PrepareExec before the execve, Adopt
+// in the new image.
 package tap
 
 import (
@@ -93,8 +97,12 @@ type Addressing struct {
 type Namespace struct {
 	log    *slog.Logger
 	target Target
-	cmd    *exec.Cmd
-	conn   *net.UnixConn // our end of the control socketpair
+	// cmd is the helper when Enter started it; nil when Adopt took it
+	// over from an earlier image of this process.
+	cmd  *exec.Cmd
+	pid  int
+	kill func() error  // SIGKILL to the helper, never to a reused PID
+	conn *net.UnixConn // our end of the control socketpair
 
 	// sem holds the right to use conn (one request in flight), and guards
 	// the fields below it.
@@ -194,6 +202,7 @@ func Enter(ctx context.Context, t Target, log *slog.Logger) (*Namespace, error) 
 		return nil, fmt.Errorf("enter namespaces: start helper: %w", err)
 	}
 	theirs.Close()
+	n.pid, n.kill = cmd.Process.Pid, cmd.Process.Kill
 
 	rep, fds, err := n.receive(ctx, helloID)
 	closeFDs(fds)
@@ -212,7 +221,7 @@ func Enter(ctx context.Context, t Target, log *slog.Logger) (*Namespace, error) 
 	if rep.text != "" {
 		n.log.Warn("tap helper: " + rep.text)
 	}
-	n.log.Debug("tap helper entered the namespaces", "pid", cmd.Process.Pid, "userns", t.UsernsPath)
+	n.log.Debug("tap helper entered the namespaces", "pid", n.pid, "userns", t.UsernsPath)
 	return n, nil
 }
 
@@ -255,7 +264,7 @@ func (n *Namespace) OpenTap(ctx context.Context, cfg TapConfig) (*os.File, error
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("open tap: %w", err)
 	}
-	rep, fd, err := n.roundTrip(ctx, request{kind: kindOpenTap, tap: cfg})
+	rep, fd, err := n.roundTrip(ctx, request{kind: kindOpenTap, tap: cfg}, true)
 	if err != nil {
 		name := cfg.Name
 		if name == "" {
@@ -278,7 +287,7 @@ func (n *Namespace) Socket(ctx context.Context, domain, typ, proto int) (*os.Fil
 	if int(args.domain) != domain || int(args.typ) != typ || int(args.proto) != proto {
 		return nil, fmt.Errorf("create socket(%d, %d, %d): %w", domain, typ, proto, unix.EINVAL)
 	}
-	_, fd, err := n.roundTrip(ctx, request{kind: kindSocket, sock: args})
+	_, fd, err := n.roundTrip(ctx, request{kind: kindSocket, sock: args}, true)
 	if err != nil {
 		return nil, fmt.Errorf("create socket(%d, %d, %d) in %s: %w", domain, typ, proto, n.target.NetnsPath, err)
 	}
@@ -305,13 +314,13 @@ func (n *Namespace) Close() error {
 		select {
 		case <-n.done:
 		case <-time.After(helperExitTimeout):
-			_ = n.cmd.Process.Kill()
+			_ = n.kill()
 			<-n.done
-			n.closeErr = fmt.Errorf("tap helper %d did not exit within %v of Close; killed it", n.cmd.Process.Pid, helperExitTimeout)
+			n.closeErr = fmt.Errorf("tap helper %d did not exit within %v of Close; killed it", n.pid, helperExitTimeout)
 			return
 		}
 		if n.waitErr != nil {
-			n.closeErr = fmt.Errorf("tap helper %d: %w", n.cmd.Process.Pid, n.waitErr)
+			n.closeErr = fmt.Errorf("tap helper %d: %w", n.pid, n.waitErr)
 		}
 	})
 	return n.closeErr
@@ -320,9 +329,10 @@ func (n *Namespace) Close() error {
 // errClosed is returned by requests made after (or cut short by) Close.
 var errClosed = fmt.Errorf("tap helper: %w", os.ErrClosed)
 
-// roundTrip sends one request and returns the reply and the one descriptor
-// it must carry. Failures the helper reports come back as errors.
-func (n *Namespace) roundTrip(ctx context.Context, req request) (reply, int, error) {
+// roundTrip sends one request and returns the reply and the descriptor it
+// carries: exactly one when wantFD, else none (-1). Failures the helper
+// reports come back as errors.
+func (n *Namespace) roundTrip(ctx context.Context, req request, wantFD bool) (reply, int, error) {
 	select {
 	case n.sem <- struct{}{}:
 	case <-ctx.Done():
@@ -357,9 +367,16 @@ func (n *Namespace) roundTrip(ctx context.Context, req request) (reply, int, err
 		closeFDs(fds)
 		return reply{}, -1, rep.err()
 	}
-	if len(fds) != 1 {
+	want := 0
+	if wantFD {
+		want = 1
+	}
+	if len(fds) != want {
 		closeFDs(fds)
-		return reply{}, -1, fmt.Errorf("tap helper replied with %d descriptors, want 1", len(fds))
+		return reply{}, -1, fmt.Errorf("tap helper replied with %d descriptors, want %d", len(fds), want)
+	}
+	if !wantFD {
+		return rep, -1, nil
 	}
 	return rep, fds[0], nil
 }

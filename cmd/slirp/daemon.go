@@ -9,12 +9,14 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/slirp-dev/slirp"
 	"github.com/slirp-dev/slirp/internal/cli"
+	"github.com/slirp-dev/slirp/internal/sandbox"
 	"github.com/slirp-dev/slirp/internal/watch"
 	"github.com/slirp-dev/slirp/tap"
 )
@@ -25,56 +27,130 @@ const netnsPollInterval = time.Second
 
 // daemon is one run of slirp: the network (package slirp) behind
 // slirp4netns' lifecycle: banner, ready fd, exit fd, pid file, and the
-// events that end it.
+// events that end it. With --enable-sandbox it runs in two images of the
+// same process (see sandbox.go): the first sets up what needs the host and
+// re-executes itself into the sandbox, the second runs the network.
 type daemon struct {
 	cfg    *cli.Config
 	log    *slog.Logger
 	stdout io.Writer
 
+	// readyFD and exitFD are the --ready-fd and --exit-fd descriptors
+	// when they were open at start, else -1; exitFDClosed says --exit-fd
+	// was given but not open, which ends the daemon at once, as in
+	// slirp4netns.
+	readyFD, exitFD int
+	exitFDClosed    bool
+
 	net *slirp.Network
+	// prepared holds what was opened for the network until Start takes
+	// it over: the link, the namespace helper and the API listener.
+	prepared slirp.Options
 	// target and targetNetns identify the target process and its network
 	// namespace in pid mode, taken before the tap is created so that a
 	// target that exits at once is still noticed.
 	target      *watch.Process
 	targetNetns watch.NetnsID
-	pcap        *os.File
-	pidFile     string
-	dropTimer   *time.Timer
+	// targetFD is the target process's pidfd in the sandbox, where /proc
+	// is gone: the daemon then waits for that process only.
+	targetFD  *os.File
+	pcap      *os.File
+	pidFile   string // removed at exit
+	dropTimer *time.Timer
 }
 
-func runDaemon(cfg *cli.Config, stdout, stderr io.Writer) int {
+func newDaemon(cfg *cli.Config, stdout, stderr io.Writer) *daemon {
 	var handler slog.Handler = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel})
 	if cfg.LogFormat == "json" {
 		handler = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel})
 	}
-	log := slog.New(handler)
-	// The exit fd's number may be reused by the first file we open, so
-	// find out now whether it is open at all.
-	exitFDOpen := cfg.ExitFD >= 0 && watch.IsOpen(cfg.ExitFD)
+	return &daemon{cfg: cfg, log: slog.New(handler), stdout: stdout, readyFD: -1, exitFD: -1}
+}
 
-	// A write to a closed stdout must not kill the daemon (slirp4netns
-	// ignores SIGPIPE too).
-	signal.Ignore(syscall.SIGPIPE)
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+// runDaemon runs the daemon from the command line and returns its exit
+// status. With --enable-sandbox it re-executes itself into the sandbox,
+// where runResumed goes on, and returns only on failure.
+func runDaemon(cfg *cli.Config, stdout, stderr io.Writer) int {
+	d := newDaemon(cfg, stdout, stderr)
+	// The numbers of the ready and exit fds may be reused by the first
+	// file we open, so find out now whether they are open at all.
+	if cfg.ReadyFD >= 0 {
+		if watch.IsOpen(cfg.ReadyFD) {
+			d.readyFD = cfg.ReadyFD
+		} else {
+			d.log.Warn("ready fd is not open", "fd", cfg.ReadyFD)
+		}
+	}
+	if cfg.ExitFD >= 0 {
+		if watch.IsOpen(cfg.ExitFD) {
+			d.exitFD = cfg.ExitFD
+		} else {
+			d.exitFDClosed = true
+		}
+	}
+	ctx, stop := d.signals()
 	defer stop()
-
-	d := &daemon{cfg: cfg, log: log, stdout: stdout}
 	defer d.close()
-	if err := d.start(ctx); err != nil {
-		log.Error("start failed", "err", err)
+
+	var err error
+	if cfg.EnableSandbox {
+		err = d.execSandbox(ctx)
+	} else {
+		err = d.startHere(ctx)
+	}
+	if err != nil {
+		return d.failed(err, stderr)
+	}
+	return d.run(ctx)
+}
+
+// runResumed runs the daemon in the image that --enable-sandbox
+// re-executed, from what the first image handed over.
+func runResumed(st sandbox.State, stdout, stderr io.Writer) int {
+	h, err := decodeHandoff(st)
+	if err != nil {
 		fmt.Fprintln(stderr, "slirp:", err)
 		return 1
 	}
-	reason := d.wait(ctx, exitFDOpen)
-	log.Info("exiting", "reason", reason)
+	d := newDaemon(h.Config, stdout, stderr)
+	d.readyFD, d.exitFD, d.exitFDClosed = st.ReadyFD, st.ExitFD, h.ExitFDClosed
+	ctx, stop := d.signals()
+	defer stop()
+	defer d.close()
+	opts, err := d.resume(st, h)
+	if err == nil {
+		err = d.start(ctx, opts)
+	}
+	if err != nil {
+		return d.failed(err, stderr)
+	}
+	return d.run(ctx)
+}
+
+// signals ignores SIGPIPE (a write to a closed stdout must not kill the
+// daemon; slirp4netns ignores it too) and returns a context that SIGINT
+// and SIGTERM cancel.
+func (d *daemon) signals() (context.Context, context.CancelFunc) {
+	signal.Ignore(syscall.SIGPIPE)
+	return signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+}
+
+func (d *daemon) failed(err error, stderr io.Writer) int {
+	d.log.Error("start failed", "err", err)
+	fmt.Fprintln(stderr, "slirp:", err)
+	return 1
+}
+
+// run waits for the end and says why.
+func (d *daemon) run(ctx context.Context) int {
+	reason := d.wait(ctx)
+	d.log.Info("exiting", "reason", reason)
 	return 0
 }
 
-// start brings the network up and then writes the ready fd.
-func (d *daemon) start(ctx context.Context) error {
-	cfg := d.cfg
-	d.warnUnenforced()
-	if cfg.TargetType == cli.TargetNetns && cfg.NetnsType == cli.NetnsTypePID {
+// startHere brings the network up in this process, unsandboxed.
+func (d *daemon) startHere(ctx context.Context) error {
+	if d.cfg.TargetType == cli.TargetNetns && d.cfg.NetnsType == cli.NetnsTypePID {
 		if err := d.watchTarget(); err != nil {
 			return err
 		}
@@ -83,6 +159,17 @@ func (d *daemon) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	return d.start(ctx, opts)
+}
+
+// start brings the network up, writes the pid file unless the first image
+// did, installs the seccomp filter when asked, and then writes the ready
+// fd: the network and its API are usable, and confined, from then on.
+func (d *daemon) start(ctx context.Context, opts slirp.Options) error {
+	cfg := d.cfg
+	// Start owns the prepared link, helper and listener from here on,
+	// and closes them if it fails.
+	d.prepared = slirp.Options{}
 	n, err := slirp.Start(ctx, opts)
 	if err != nil {
 		return err
@@ -98,24 +185,38 @@ func (d *daemon) start(ctx context.Context) error {
 			d.log.Warn("network partitioned (--drop-after)", "after", cfg.DropAfter)
 		})
 	}
-	if cfg.PIDFile != "" {
-		if err := os.WriteFile(cfg.PIDFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
-			return fmt.Errorf("write pid file: %w", err)
+	if cfg.PIDFile != "" && !cfg.EnableSandbox {
+		if err := d.writePIDFile(); err != nil {
+			return err
 		}
-		d.pidFile = cfg.PIDFile
 	}
-	if cfg.ReadyFD >= 0 {
-		writeReady(cfg.ReadyFD, d.log)
+	if cfg.EnableSeccomp {
+		if err := sandbox.InstallSeccomp(); err != nil {
+			return err
+		}
+		fmt.Fprintf(d.stdout, "seccomp: The following syscalls are blocked: %s\n", strings.Join(sandbox.Killed(), " "))
 	}
-	d.log.Info("ready", "tap", cfg.TapName, "mtu", cfg.MTU, "network", cfg.CIDR.String())
+	if d.readyFD >= 0 {
+		writeReady(d.readyFD, d.log)
+	}
+	d.log.Info("ready", "tap", cfg.TapName, "mtu", cfg.MTU, "network", cfg.CIDR.String(),
+		"sandbox", cfg.EnableSandbox, "seccomp", cfg.EnableSeccomp)
 	return nil
 }
 
-// options turns the command line into the network's options. In tapfd and
-// bess modes the link is opened here.
-func (d *daemon) options(ctx context.Context) (slirp.Options, error) {
+func (d *daemon) writePIDFile() error {
+	if err := os.WriteFile(d.cfg.PIDFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+		return fmt.Errorf("write pid file: %w", err)
+	}
+	d.pidFile = d.cfg.PIDFile
+	return nil
+}
+
+// baseOptions turns the command line into the network's options, leaving
+// the target out.
+func (d *daemon) baseOptions() slirp.Options {
 	cfg := d.cfg
-	o := slirp.Options{
+	return slirp.Options{
 		UsernsPath:        cfg.UsernsPath,
 		TapName:           cfg.TapName,
 		Configure:         cfg.Configure,
@@ -135,6 +236,14 @@ func (d *daemon) options(ctx context.Context) (slirp.Options, error) {
 		MetricsAddr:       cfg.MetricsAddr,
 		Logger:            d.log,
 	}
+}
+
+// options turns the command line into the network's options, with the
+// target. In tapfd and bess modes the link is opened here; so is the pcap
+// file.
+func (d *daemon) options(ctx context.Context) (slirp.Options, error) {
+	cfg := d.cfg
+	o := d.baseOptions()
 	switch {
 	case cfg.TargetType == cli.TargetBESS:
 		f, err := acceptBESS(ctx, cfg.BessSocket, d.stdout, d.log)
@@ -153,12 +262,10 @@ func (d *daemon) options(ctx context.Context) (slirp.Options, error) {
 	default:
 		o.NetnsPath = cfg.NetnsPath
 	}
+	d.prepared.Link = o.Link
 	if cfg.PcapFile != "" {
 		pf, err := os.OpenFile(cfg.PcapFile, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 		if err != nil {
-			if o.Link != nil {
-				o.Link.Close()
-			}
 			return o, fmt.Errorf("open pcap file: %w", err)
 		}
 		d.pcap = pf
@@ -181,23 +288,11 @@ func (d *daemon) watchTarget() error {
 	return nil
 }
 
-// warnUnenforced logs once for each flag whose feature is not built yet.
-func (d *daemon) warnUnenforced() {
-	for _, f := range []struct {
-		set  bool
-		flag string
-	}{
-		{d.cfg.EnableSandbox, "--enable-sandbox"},
-		{d.cfg.EnableSeccomp, "--enable-seccomp"},
-	} {
-		if f.set {
-			d.log.Warn(f.flag + " is accepted but not enforced yet")
-		}
-	}
-}
-
 // wait blocks until something ends the daemon and says what.
-func (d *daemon) wait(ctx context.Context, exitFDOpen bool) string {
+func (d *daemon) wait(ctx context.Context) string {
+	if d.exitFDClosed {
+		return "exit fd is not open"
+	}
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	reasons := make(chan string, 3)
@@ -205,17 +300,15 @@ func (d *daemon) wait(ctx context.Context, exitFDOpen bool) string {
 	defer wg.Wait()
 	defer cancel()
 
-	if d.cfg.ExitFD >= 0 {
-		if !exitFDOpen {
-			return "exit fd is not open"
-		}
+	if d.exitFD >= 0 {
 		wg.Go(func() {
-			if watch.ExitFD(wctx, d.cfg.ExitFD) == nil {
+			if watch.ExitFD(wctx, d.exitFD) == nil {
 				reasons <- "exit fd hung up"
 			}
 		})
 	}
-	if d.target != nil {
+	switch {
+	case d.target != nil:
 		wg.Go(func() {
 			var exclude []int
 			if pid := d.net.HelperPID(); pid != 0 {
@@ -223,6 +316,14 @@ func (d *daemon) wait(ctx context.Context, exitFDOpen bool) string {
 			}
 			if watch.NetnsEmpty(wctx, d.target, d.targetNetns, netnsPollInterval, exclude...) == nil {
 				reasons <- "the target namespace has no process left"
+			}
+		})
+	case d.targetFD != nil:
+		wg.Go(func() {
+			if err := waitPidfd(wctx, d.targetFD); err == nil {
+				reasons <- "the target process exited"
+			} else if wctx.Err() == nil {
+				d.log.Error("cannot watch the target process", "err", err)
 			}
 		})
 	}
@@ -244,11 +345,25 @@ func (d *daemon) close() {
 	if d.net != nil {
 		d.net.Close()
 	}
+	if p := d.prepared; p.Link != nil || p.Helper != nil || p.APIListener != nil {
+		if p.APIListener != nil {
+			p.APIListener.Close()
+		}
+		if p.Helper != nil {
+			p.Helper.Close()
+		}
+		if p.Link != nil {
+			p.Link.Close()
+		}
+	}
 	if d.pcap != nil {
 		d.pcap.Close()
 	}
 	if d.target != nil {
 		d.target.Close()
+	}
+	if d.targetFD != nil {
+		d.targetFD.Close()
 	}
 	if d.pidFile != "" {
 		os.Remove(d.pidFile)

@@ -203,7 +203,7 @@ func client(t *testing.T, ns *nstest.Netns, args ...string) clientResult {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	cmd := ns.Command(ctx, clientBin, args...)
-	cmd.Env = append(os.Environ(), clientEnv+"=1")
+	cmd.Env = append(os.Environ(), clientEnv+"=1", "GORACE=atexit_sleep_ms=0")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

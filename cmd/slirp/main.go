@@ -17,12 +17,22 @@ import (
 
 	"github.com/slirp-dev/slirp"
 	"github.com/slirp-dev/slirp/internal/cli"
+	"github.com/slirp-dev/slirp/internal/sandbox"
 )
 
 func main() {
 	// In the helper that slirp starts inside the target namespaces this
 	// runs the helper and never returns.
 	slirp.HelperMain()
+	// In the image that --enable-sandbox re-executed into the sandbox,
+	// the daemon goes on from what the first image handed over.
+	if st, resumed, err := sandbox.Resumed(); resumed {
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "slirp:", err)
+			os.Exit(1)
+		}
+		os.Exit(runResumed(st, os.Stdout, os.Stderr))
+	}
 	os.Exit(run(os.Args[0], os.Args[1:], os.Stdout, os.Stderr))
 }
 

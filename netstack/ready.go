@@ -27,9 +27,12 @@ type guestReadiness struct {
 const guestEvents = waiter.ReadableEvents | waiter.EventHUp | waiter.EventErr
 
 func newGuestReadiness(wq *waiter.Queue, ep tcpip.Endpoint) *guestReadiness {
-	entry, ch := waiter.NewChannelEntry(guestEvents)
-	wq.EventRegister(&entry)
-	return &guestReadiness{ep: ep, wq: wq, entry: entry, ch: ch}
+	g := &guestReadiness{ep: ep, wq: wq}
+	// The queue keeps a pointer to the entry: register the one that
+	// stays in g, not a copy.
+	g.entry, g.ch = waiter.NewChannelEntry(guestEvents)
+	wq.EventRegister(&g.entry)
+	return g
 }
 
 // wait returns true once the endpoint is readable, false when timeout

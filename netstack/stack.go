@@ -15,6 +15,7 @@ import (
 	gvlog "gvisor.dev/gvisor/pkg/log"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/link/qdisc/fifo"
 	"gvisor.dev/gvisor/pkg/tcpip/link/sniffer"
 	"gvisor.dev/gvisor/pkg/tcpip/network/arp"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
@@ -30,6 +31,11 @@ import (
 
 // nicID is the one NIC of the stack: the tap.
 const nicID tcpip.NICID = 1
+
+// fifoQueueLen bounds the frames waiting to be written to the tap; beyond
+// it the stack sees "no buffer space" and TCP backs off, as with a full
+// device queue.
+const fifoQueueLen = 1024
 
 // Defaults for the limits in Config.
 const (
@@ -290,7 +296,16 @@ func (s *Stack) build() error {
 	s.netem = netem.NewEngine(s.cfg.NetemSeed)
 	s.netem.Set(s.cfg.Netem)
 	s.link = newGuardLink(s, newNetemLink(tapLink, s.netem))
-	if err := s.stack.CreateNICWithOptions(nicID, s.link, stack.NICOptions{Name: "tap"}); err != nil {
+	// Frames to the guest leave through a FIFO queue and a goroutine of
+	// its own rather than from whichever goroutine produced them. gVisor
+	// sends while holding the connection's lock, and a write to the tap
+	// runs the guest's kernel receive path in the same system call, so the
+	// guest's answer used to arrive while the lock was still held and the
+	// TCP processor spun on it (60% of the CPU of a connection-rate run).
+	// Measured here: +40% connections per second, host → guest throughput
+	// 7-9 → 11 Gbit/s, for about 10 µs more latency on a lone exchange.
+	qdisc := fifo.New(s.link, 1, fifoQueueLen)
+	if err := s.stack.CreateNICWithOptions(nicID, s.link, stack.NICOptions{Name: "tap", QDisc: qdisc}); err != nil {
 		return fmt.Errorf("netstack: create NIC: %w", stackErr(err))
 	}
 	// Promiscuous mode delivers packets for every destination to our

@@ -298,6 +298,12 @@ func openTap(ctx context.Context, o *Options, cfg *cli.Config, log *slog.Logger)
 		return nil, nil, err
 	}
 	log.Debug("tap open", "name", o.TapName)
+	// From here on the helper only creates sockets for port forwards; as
+	// a C loop it does that in a few hundred KiB instead of a Go
+	// runtime's 10-15 MiB. A helper that cannot slim serves on in Go.
+	if err := helper.Slim(ctx); err != nil {
+		log.Warn("tap helper stays a Go process", "err", err)
+	}
 	return helper, f, nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/slirp-dev/slirp/internal/nsenter"
+	"github.com/slirp-dev/slirp/internal/sockserve"
 )
 
 func init() {
@@ -100,6 +101,13 @@ func serve(ctl int) int {
 		if err != nil {
 			return sendFailed(err)
 		}
+		if rep.status == statusOK && buf[0] == kindSlim {
+			// Replace this Go process with the minimal C socket server,
+			// in place; it returns only if the exec failed, and then we
+			// go on serving in Go.
+			err := sockserve.Exec(ctl)
+			fmt.Fprintf(os.Stderr, "tap helper: %v; serving on as before\n", err)
+		}
 	}
 }
 
@@ -127,6 +135,8 @@ func handle(req request) (reply, int) {
 		if err != nil {
 			err = &opError{op: fmt.Sprintf("socket(%d, %d, %d)", req.sock.domain, req.sock.typ, req.sock.proto), err: err}
 		}
+	case kindSlim:
+		fd = -1
 	case kindKeepAcrossExec:
 		// The daemon is about to execve, which ends the thread that
 		// started us and with it would fire the death signal. EOF on the

@@ -25,6 +25,7 @@ import (
 //	                    != nil)
 //	kindSocket          domain:i32 type:i32 protocol:i32
 //	kindKeepAcrossExec  (no body)
+//	kindSlim            (no body)
 //
 // bytes is a length byte then that many bytes; addr is bytes holding 0
 // (unset), 4 (IPv4) or 16 (IPv6) bytes; prefix is addr then bits:u8 (0 when
@@ -34,7 +35,10 @@ import (
 // kindOpenTap the text is the device's name and the packet carries the tap
 // fd; for kindSocket the text is empty and the packet carries the socket;
 // for kindKeepAcrossExec the text is empty, the packet carries nothing, and
-// the helper has cleared its parent-death signal (Namespace.PrepareExec).
+// the helper has cleared its parent-death signal (Namespace.PrepareExec);
+// for kindSlim the text is empty and, after the reply, the helper has
+// become the minimal socket server of internal/sockserve, which answers
+// kindSocket and kindKeepAcrossExec (and kindSlim) only.
 // status 1 is failure: text is the whole message for the user and errno the
 // underlying errno (0 when there is none). Right after it starts, before
 // reading any request, the helper sends one unsolicited reply with id 0
@@ -48,6 +52,7 @@ const (
 	kindOpenTap        uint8 = 1
 	kindSocket         uint8 = 2
 	kindKeepAcrossExec uint8 = 3
+	kindSlim           uint8 = 4
 
 	flagVnetHdr   uint8 = 1 << 0
 	flagConfigure uint8 = 1 << 1
@@ -153,7 +158,7 @@ func (r request) encode() ([]byte, error) {
 		b = binary.BigEndian.AppendUint32(b, uint32(r.sock.domain))
 		b = binary.BigEndian.AppendUint32(b, uint32(r.sock.typ))
 		b = binary.BigEndian.AppendUint32(b, uint32(r.sock.proto))
-	case kindKeepAcrossExec:
+	case kindKeepAcrossExec, kindSlim:
 	default:
 		return nil, fmt.Errorf("unknown request kind %d", r.kind)
 	}
@@ -184,7 +189,7 @@ func decodeRequest(b []byte) (request, error) {
 		}
 	case kindSocket:
 		r.sock = socketArgs{domain: int32(d.u32()), typ: int32(d.u32()), proto: int32(d.u32())}
-	case kindKeepAcrossExec:
+	case kindKeepAcrossExec, kindSlim:
 	default:
 		if d.err == nil {
 			return request{}, fmt.Errorf("%w: unknown request kind %d", errMalformed, r.kind)

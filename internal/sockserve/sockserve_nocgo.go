@@ -1,0 +1,5 @@
+//go:build !linux || !cgo
+
+package sockserve
+
+const available = false

@@ -241,7 +241,7 @@ func openTap(cfg TapConfig) (int, string, error) {
 		case errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM):
 			e.hint = "unprivileged users need /dev/net/tun to be mode 0666, as Debian ships it: chmod 0666 /dev/net/tun"
 		case errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENODEV) || errors.Is(err, unix.ENXIO):
-			e.hint = "load the tun module: modprobe tun"
+			e.hint = "load the tun module with modprobe tun; inside a container, pass the device in: podman run --device /dev/net/tun"
 		}
 		return -1, "", e
 	}

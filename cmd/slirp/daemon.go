@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -135,9 +137,14 @@ func (d *daemon) signals() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 }
 
+// failed reports a start failure in one line: a JSON record when the log
+// is JSON (a machine reads it), else a plain sentence on stderr.
 func (d *daemon) failed(err error, stderr io.Writer) int {
-	d.log.Error("start failed", "err", err)
-	fmt.Fprintln(stderr, "slirp:", err)
+	if d.cfg.LogFormat == "json" {
+		d.log.Error("start failed", "err", err)
+	} else {
+		fmt.Fprintln(stderr, "slirp:", err)
+	}
 	return 1
 }
 
@@ -277,7 +284,12 @@ func (d *daemon) options(ctx context.Context) (slirp.Options, error) {
 // watchTarget takes hold of the target process and its namespace identity.
 func (d *daemon) watchTarget() error {
 	id, err := watch.NetnsOf(fmt.Sprintf("/proc/%d/ns/net", d.cfg.PID))
-	if err != nil {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("no process %d: give the PID of a process inside the network namespace (podman's infra container, rootlesskit's child), or a namespace file with --netns-type=path", d.cfg.PID)
+	case errors.Is(err, fs.ErrPermission):
+		return fmt.Errorf("%w (the process belongs to another user: run slirp as that user, or as root)", err)
+	case err != nil:
 		return err
 	}
 	p, err := watch.OpenProcess(d.cfg.PID)

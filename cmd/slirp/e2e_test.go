@@ -285,9 +285,13 @@ func TestE2EMissingTarget(t *testing.T) {
 	if !errorsAs(err, &ee) || ee.ExitCode() != 1 {
 		t.Fatalf("slirp with a PID that does not exist: %v, want exit status 1", err)
 	}
-	if !strings.Contains(stderr.String(), "/proc/999999999/ns/net: no such file or directory") &&
-		!strings.Contains(stderr.String(), "/proc/999999999/ns/net: No such file or directory") {
-		t.Errorf("stderr does not name the missing namespace: %q", stderr.String())
+	// One line that says what happened and what to do.
+	got := stderr.String()
+	if n := strings.Count(strings.TrimRight(got, "\n"), "\n"); n != 0 {
+		t.Errorf("stderr has %d lines, want one: %q", n+1, got)
+	}
+	if !strings.Contains(got, "no process 999999999") || !strings.Contains(got, "--netns-type=path") {
+		t.Errorf("stderr does not name the missing process and what to give instead: %q", got)
 	}
 }
 
@@ -300,4 +304,76 @@ func closedPort(t *testing.T) int {
 	p := l.Addr().(*net.TCPAddr).Port
 	l.Close()
 	return p
+}
+
+// TestE2EUserErrors causes the failures a user can cause and checks that
+// each ends the daemon with exit status 1 and one line on stderr that says
+// what happened and what to do. /dev/net/tun is hidden or locked in a
+// private mount namespace, never on the machine.
+func TestE2EUserErrors(t *testing.T) {
+	nstest.RequireTools(t, "unshare", "setpriv", "mknod")
+	uid, gid := nstest.UnprivilegedUser(t)
+	asUser := []string{"setpriv", "--reuid=" + strconv.Itoa(int(uid)), "--regid=" + strconv.Itoa(int(gid)), "--clear-groups"}
+	rootNs := nstest.NewNetns(t)
+	userNs := nstest.NewNetns(t, nstest.WithUserns(), nstest.AsUser(uid, gid))
+	// In a private mount namespace: an empty /dev/net, or one whose tun
+	// node only root may open.
+	noTun := []string{"unshare", "-m", "sh", "-c", `mount -t tmpfs tmpfs /dev/net && exec "$@"`, "sh"}
+	lockedTun := []string{"unshare", "-m", "sh", "-c", `mount -t tmpfs tmpfs /dev/net && mknod -m 600 /dev/net/tun c 10 200 && exec "$@"`, "sh"}
+	slirp := func(target *nstest.Netns) []string { return []string{slirpBin, "-c", strconv.Itoa(target.PID), "tap0"} }
+	cat := func(parts ...[]string) []string {
+		var all []string
+		for _, p := range parts {
+			all = append(all, p...)
+		}
+		return all
+	}
+	for _, tc := range []struct {
+		name string
+		argv []string
+		want []string
+	}{
+		{"no such process", []string{slirpBin, "999999999", "tap0"},
+			[]string{"no process 999999999", "--netns-type=path"}},
+		{"another user's namespace", cat(asUser, slirp(rootNs)),
+			[]string{"permission denied", "run slirp as that user, or as root"}},
+		{"no /dev/net/tun", cat(noTun, slirp(rootNs)),
+			[]string{"open /dev/net/tun", "modprobe tun", "--device /dev/net/tun"}},
+		{"/dev/net/tun not open to users", cat(lockedTun, asUser, slirp(userNs)),
+			[]string{"open /dev/net/tun", "permission denied", "chmod 0666 /dev/net/tun"}},
+		{"bad MTU", []string{slirpBin, "--mtu=70000", strconv.Itoa(rootNs.PID), "tap0"},
+			[]string{"MTU"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := exec.Command(tc.argv[0], tc.argv[1:]...)
+			var stdout, stderr strings.Builder
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			done := make(chan error, 1)
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			go func() { done <- cmd.Wait() }()
+			var err error
+			select {
+			case err = <-done:
+			case <-time.After(20 * time.Second):
+				cmd.Process.Kill()
+				<-done
+				t.Fatalf("%s: still running after 20 s", strings.Join(tc.argv, " "))
+			}
+			var ee *exec.ExitError
+			if !errorsAs(err, &ee) || ee.ExitCode() != 1 {
+				t.Fatalf("%s: %v, want exit status 1; stderr %q", strings.Join(tc.argv, " "), err, stderr.String())
+			}
+			got := strings.TrimRight(stderr.String(), "\n")
+			if strings.Contains(got, "\n") {
+				t.Errorf("stderr has %d lines, want one: %q", strings.Count(got, "\n")+1, got)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(strings.ToLower(got), strings.ToLower(w)) {
+					t.Errorf("stderr %q does not say %q", got, w)
+				}
+			}
+		})
+	}
 }

@@ -2,6 +2,8 @@
 #
 #   make deps     install the Debian packages the demo and the tests use (root)
 #   make build    build bin/slirp, bin/slirpctl, bin/slirprun and bin/slirp4netns
+#   make release  static, stripped binaries stamped with VERSION and COMMIT in
+#                 RELEASEDIR (default _output/release)
 #   make demo     run the demo: a namespace reaches a host service through slirp
 #   make test     gofmt, go vet and every test with -race (namespace tests need root)
 #   make fuzz     run every fuzz target for FUZZTIME each
@@ -17,8 +19,9 @@ FUZZTIME ?= 30s
 FUZZSMOKETIME ?= 5s
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null)
-LDFLAGS  := -X github.com/slirp-dev/slirp/internal/cli.Version=$(VERSION) \
-            -X github.com/slirp-dev/slirp/internal/cli.Commit=$(COMMIT)
+LDFLAGS  := -X github.com/slirp-dev/slirp/internal/buildinfo.version=$(VERSION) \
+            -X github.com/slirp-dev/slirp/internal/buildinfo.commit=$(COMMIT)
+RELEASEDIR ?= _output/release
 
 # Debian packages: iproute2/util-linux/iputils-ping for the namespace tests,
 # uidmap and busybox-static for the launcher, slirp4netns, passt and iperf3
@@ -27,7 +30,7 @@ DEBIAN_PACKAGES := gcc libc6-dev iproute2 util-linux iputils-ping uidmap busybox
                    slirp4netns passt iperf3 ncat socat jq tcpdump ca-certificates \
                    podman runc conmon catatonit rootlesskit
 
-.PHONY: all build deps demo test vet fmt-check fuzz fuzz-smoke install clean
+.PHONY: all build release deps demo test vet fmt-check fuzz fuzz-smoke install clean
 
 all: build
 
@@ -35,6 +38,22 @@ build:
 	mkdir -p bin
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/ ./cmd/...
 	ln -sf slirp bin/slirp4netns
+
+# make release: binaries that run on any Linux of the same architecture,
+# with no shared library. slirpctl and slirprun are pure Go
+# (CGO_ENABLED=0). slirp needs cgo (its C constructors join the target's
+# namespaces before the Go runtime starts threads, and serve the tap
+# helper's sockets in about 1 MiB), so it is linked statically against libc
+# instead; netgo and osusergo keep glibc's NSS, which cannot work
+# statically, out of it.
+release:
+	mkdir -p $(RELEASEDIR)
+	CGO_ENABLED=1 $(GO) build -trimpath -tags netgo,osusergo \
+	  -ldflags '-s -w -linkmode external -extldflags -static $(LDFLAGS)' \
+	  -o $(RELEASEDIR)/slirp ./cmd/slirp
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w $(LDFLAGS)' \
+	  -o $(RELEASEDIR)/ ./cmd/slirpctl ./cmd/slirprun
+	ln -sf slirp $(RELEASEDIR)/slirp4netns
 
 deps:
 	DEBIAN_FRONTEND=noninteractive apt-get update -qq

@@ -15,6 +15,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/slirp-dev/slirp/internal/buildinfo"
 	"github.com/slirp-dev/slirp/netem"
 	"github.com/slirp-dev/slirp/portfwd"
 	"github.com/slirp-dev/slirp/portfwd/api"
@@ -63,6 +64,7 @@ preserve force one path.
 Options:
   --api-socket PATH   the daemon's API socket (default $SLIRP_API_SOCKET)
   --json              print JSON instead of tables
+  --version           print slirpctl's version and exit
 `
 
 // usageError is a command line mistake: usage goes to stderr, exit 2.
@@ -100,8 +102,13 @@ func runErr(ctx context.Context, args []string, getenv func(string) string, stdo
 	fs := newFlagSet("slirpctl")
 	fs.StringVar(&o.socket, "api-socket", getenv(envSocket), "")
 	fs.BoolVar(&o.json, "json", false, "")
+	version := fs.Bool("version", false, "")
 	if err := fs.Parse(args); err != nil {
 		return flagError(err)
+	}
+	if *version {
+		_, err := io.WriteString(stdout, buildinfo.Text("slirpctl"))
+		return err
 	}
 	rest := fs.Args()
 	if len(rest) == 0 {

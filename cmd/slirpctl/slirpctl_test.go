@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/slirp-dev/slirp/internal/buildinfo"
 	"github.com/slirp-dev/slirp/netem"
 	"github.com/slirp-dev/slirp/portfwd"
 	"github.com/slirp-dev/slirp/portfwd/api"
@@ -100,6 +101,10 @@ func TestUsage(t *testing.T) {
 	code, stdout, _ := runCtl(nil, "--help")
 	if code != 0 || !strings.Contains(stdout, "Usage: slirpctl") {
 		t.Errorf("--help: %d %q", code, stdout)
+	}
+	code, stdout, _ = runCtl(nil, "--version")
+	if want := buildinfo.Text("slirpctl"); code != 0 || stdout != want {
+		t.Errorf("--version: %d %q, want 0 %q", code, stdout, want)
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/slirp-dev/slirp/internal/buildinfo"
 	"github.com/slirp-dev/slirp/runtime/idmap"
 	"github.com/slirp-dev/slirp/runtime/launcher"
 	"github.com/slirp-dev/slirp/runtime/spec"
@@ -136,11 +137,16 @@ func runContainer(args []string, stdin, stdout, stderr *os.File) int {
 	fs.StringVar(&o.StateRoot, "state-dir", "", "state directory (default $"+state.EnvDir+", $XDG_RUNTIME_DIR/slirprun or /tmp/slirprun-UID)")
 	fs.StringVar(&o.CacheRoot, "cache-dir", "", "layer cache directory (default $"+launcher.EnvCache+", $XDG_CACHE_HOME/slirprun or ~/.cache/slirprun)")
 	fs.StringVar(&logLevel, "log-level", "warn", "log level: debug, info, warn, error")
+	version := fs.Bool("version", false, "print slirprun's version and exit")
 	if err := fs.Parse(expandShort(args)); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
 		return 125
+	}
+	if *version {
+		fmt.Fprint(stdout, buildinfo.Text("slirprun"))
+		return 0
 	}
 	_ = interactive
 	o.TTY, o.Detach, o.IPv6 = tty, detach, ipv6

@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/slirp-dev/slirp/internal/buildinfo"
 )
 
 func TestExpandShort(t *testing.T) {
@@ -55,5 +57,19 @@ func TestCLIErrors(t *testing.T) {
 	}
 	if code, _ := runCLI(t, "ps", "--state-dir", state); code != 0 {
 		t.Errorf("ps on an empty state dir: exit %d", code)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	outf, err := os.Create(filepath.Join(t.TempDir(), "stdout"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer outf.Close()
+	// The flag wins over everything after it: nothing is run.
+	code := run([]string{"--version", "false"}, os.Stdin, outf, os.Stderr)
+	b, _ := os.ReadFile(outf.Name())
+	if want := buildinfo.Text("slirprun"); code != 0 || string(b) != want {
+		t.Errorf("slirprun --version: exit %d, stdout %q; want 0 and %q", code, b, want)
 	}
 }

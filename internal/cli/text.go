@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"runtime/debug"
 	"strings"
+
+	"github.com/slirp-dev/slirp/internal/buildinfo"
 )
 
 // Usage returns the --help text (for stdout): slirp4netns 1.2.0's, with
@@ -53,16 +55,6 @@ Options of slirp (not in slirp4netns; only accepted spelled in full):
 	return b.String()
 }
 
-// Version and Commit identify this build of slirp in VersionText. Set them
-// with -ldflags "-X github.com/slirp-dev/slirp/internal/cli.Version=1.0.0
-// -X github.com/slirp-dev/slirp/internal/cli.Commit=abc123". When unset,
-// they are taken from the build information Go records (module version,
-// VCS revision).
-var (
-	Version string
-	Commit  string
-)
-
 // Compatibility level reported by VersionText.
 const (
 	compatVersion  = "1.2.0" // the slirp4netns release whose interface slirp provides
@@ -87,45 +79,13 @@ const (
 func VersionText() string {
 	info, _ := debug.ReadBuildInfo()
 	var b strings.Builder
-	fmt.Fprintf(&b, "slirp4netns version %s+slirp-%s\n", compatVersion, buildVersion(info))
-	if c := buildCommit(info); c != "" {
+	fmt.Fprintf(&b, "slirp4netns version %s+slirp-%s\n", compatVersion, buildinfo.Version())
+	if c := buildinfo.Commit(); c != "" {
 		fmt.Fprintf(&b, "commit: %s\n", c)
 	}
 	fmt.Fprintf(&b, "libslirp: %s (compatible; gvisor netstack %s)\n", libslirpCompat, gvisorVersion(info))
 	fmt.Fprintf(&b, "SLIRP_CONFIG_VERSION_MAX: %d\n", configVersionMax)
 	return b.String()
-}
-
-func buildVersion(info *debug.BuildInfo) string {
-	if Version != "" {
-		return Version
-	}
-	if info != nil && info.Main.Version != "" && info.Main.Version != "(devel)" {
-		return info.Main.Version
-	}
-	return "dev"
-}
-
-func buildCommit(info *debug.BuildInfo) string {
-	if Commit != "" {
-		return Commit
-	}
-	if info == nil {
-		return ""
-	}
-	var rev, modified string
-	for _, s := range info.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.modified":
-			modified = s.Value
-		}
-	}
-	if rev != "" && modified == "true" {
-		rev += "-dirty"
-	}
-	return rev
 }
 
 func gvisorVersion(info *debug.BuildInfo) string {

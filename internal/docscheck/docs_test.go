@@ -2,6 +2,7 @@ package docscheck
 
 import (
 	"bytes"
+	"debug/elf"
 	"errors"
 	"fmt"
 	"os"
@@ -432,25 +433,12 @@ func TestZshCompletion(t *testing.T) {
 // binaries this test built (-o build: make does not build them again), and
 // checks what it installed.
 func TestMakeInstall(t *testing.T) {
-	if _, err := exec.LookPath("make"); err != nil {
-		t.Fatal("make is needed for this test")
-	}
 	root := repoRoot(t)
 	bins := binaries(t)
 	tmp := t.TempDir()
 	prefix := filepath.Join(tmp, "prefix")
-	cmd := exec.Command("make", "-C", root, "-o", "build", "install",
+	runMake(t, root, "-o", "build", "install",
 		"PREFIX="+prefix, "INSTALL_FROM="+bins, "MANOUT="+filepath.Join(tmp, "man"))
-	// Under make test, the outer make's settings (jobserver descriptors
-	// this process does not have) must not reach this make.
-	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); k != "MAKEFLAGS" && k != "MFLAGS" && k != "MAKELEVEL" {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("make install: %v\n%s", err, out)
-	}
 
 	for _, p := range programs {
 		bin := filepath.Join(prefix, "bin", p.name)
@@ -494,5 +482,67 @@ func TestMakeInstall(t *testing.T) {
 		if want := filepath.Join(prefix, "share", "man", "man1", "slirpctl.1"); err != nil || strings.TrimSpace(string(out)) != want {
 			t.Errorf("man -w slirpctl = %q (%v), want %s", out, err, want)
 		}
+	}
+}
+
+// runMake runs make in dir with args and fails the test if it fails.
+func runMake(t *testing.T, dir string, args ...string) {
+	t.Helper()
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Fatal("make is needed for this test")
+	}
+	cmd := exec.Command("make", append([]string{"-C", dir}, args...)...)
+	// Under make test, the outer make's settings (jobserver descriptors
+	// this process does not have) must not reach this make.
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); k != "MAKEFLAGS" && k != "MFLAGS" && k != "MAKELEVEL" {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("make %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// TestMakeRelease builds the release binaries and checks that they are
+// static (no program interpreter, no shared library) and say the version
+// and commit they were stamped with.
+func TestMakeRelease(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds every program again without the test cache's flags")
+	}
+	const version, commit = "9.9.9-releasetest", "0123abcdef"
+	dir := t.TempDir()
+	runMake(t, repoRoot(t), "release", "RELEASEDIR="+dir, "VERSION="+version, "COMMIT="+commit)
+
+	for _, p := range programs {
+		bin := filepath.Join(dir, p.name)
+		f, err := elf.Open(bin)
+		if err != nil {
+			t.Errorf("%s: %v", p.name, err)
+			continue
+		}
+		for _, prog := range f.Progs {
+			if prog.Type == elf.PT_INTERP || prog.Type == elf.PT_DYNAMIC {
+				t.Errorf("%s has a %v segment: it is not statically linked", p.name, prog.Type)
+			}
+		}
+		if libs, err := f.ImportedLibraries(); err != nil || len(libs) > 0 {
+			t.Errorf("%s needs shared libraries %q (%v)", p.name, libs, err)
+		}
+		f.Close()
+
+		flag := "--version"
+		if p.name == "slirp" {
+			flag = "-v" // slirp4netns' spelling, which podman and rootlesskit use
+		}
+		out, err := exec.Command(bin, flag).Output()
+		first, rest, _ := strings.Cut(string(out), "\n")
+		if err != nil || !strings.HasSuffix(first, version) || !strings.Contains(rest, "commit: "+commit+"\n") {
+			t.Errorf("%s %s: %v\n%s", p.name, flag, err, out)
+		}
+	}
+	if got, err := os.Readlink(filepath.Join(dir, "slirp4netns")); err != nil || got != "slirp" {
+		t.Errorf("slirp4netns links to %q (%v), want slirp", got, err)
 	}
 }

@@ -51,6 +51,7 @@ var workloadNames = []string{"g2h", "h2g", "fwd", "g2h4", "latency", "connrate",
 type options struct {
 	iperfTime    time.Duration
 	connTime     time.Duration
+	settle       time.Duration
 	latencyCount int
 	idleConns    int
 	mtus         []int
@@ -71,6 +72,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.SetOutput(stderr)
 	fs.DurationVar(&o.iperfTime, "time", 10*time.Second, "length of each iperf3 run (whole seconds)")
 	fs.DurationVar(&o.connTime, "conn-time", 5*time.Second, "length of the connection-rate run")
+	fs.DurationVar(&o.settle, "settle", 5*time.Second, "how long each daemon sits idle after the workloads before its memory is read")
 	fs.IntVar(&o.latencyCount, "latency-count", 10000, "1-byte round trips timed for the latency row")
 	fs.IntVar(&o.idleConns, "idle", 1000, "idle connections held open for the idle-memory rows")
 	mtus := fs.String("mtu", "65520,1500", "MTUs to run, comma-separated")
@@ -103,6 +105,8 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("-time must be at least 1s")
 	case o.connTime <= 0:
 		return o, errors.New("-conn-time must be positive")
+	case o.settle < 0:
+		return o, errors.New("-settle must not be negative")
 	case o.latencyCount <= 0:
 		return o, errors.New("-latency-count must be positive")
 	case o.idleConns <= 0:

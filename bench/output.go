@@ -53,8 +53,8 @@ func (b *bench) report() string {
 	p("Rows without a target are reported alongside. \"n/a (API missing)\" means the daemon's add_hostfwd request failed; \"n/a (failed)\" means the workload failed (the harness's log says why).\n\n")
 
 	p("## How it was measured\n\n")
-	p("Settings: `-time %v -conn-time %v -latency-count %d -idle %d -rounds %d -mtu %s`.\n\n",
-		o.iperfTime, o.connTime, o.latencyCount, o.idleConns, o.rounds, joinInts(o.mtus))
+	p("Settings: `-time %v -conn-time %v -latency-count %d -settle %v -idle %d -rounds %d -mtu %s`.\n\n",
+		o.iperfTime, o.connTime, o.latencyCount, o.settle, o.idleConns, o.rounds, joinInts(o.mtus))
 	p("- **Namespace.** For each daemon and MTU the harness, as root, creates a fresh user namespace (root mapped to root) with a network namespace in it, held by `sleep infinity` — what `unshare -Urn` makes and what rootless containers have. All three daemons run as root on the host and join that namespace by the holder's PID, so each takes the path it takes under podman or rootlesskit (join the user namespace, create `tap0`, configure 10.0.2.100/24 with gateway 10.0.2.2).\n")
 	p("- **Daemons** (`$PID` is the holder, `$DIR` a scratch directory, `$FWD_PORT` a free host port; the MTU varies per pass):\n\n")
 	for _, c := range b.commands {
@@ -67,8 +67,8 @@ func (b *bench) report() string {
 		o.latencyCount, latencyWarmup)
 	p("- **New connections per second**: `bench peer connrate` in the guest connects, sends one byte, reads one byte back and closes, one connection after another for %v, cycling through %d server ports on the host (a single destination would run out of guest source ports to TIME_WAIT).\n",
 		o.connTime, echoPorts)
-	p("- **Memory**: VmRSS from /proc/PID/status summed over the daemon process and its descendants (slirp keeps a helper process in the namespace for port forwards; slirp4netns' helper exits after handing over the tap; pasta is one process), after all the workloads above. **Idle connections**: `bench peer idle` opens %d connections from the guest to the host, each sends one byte and stays open; once the host has received all of them the daemon's RSS is read again; per connection = the growth divided by %d.\n",
-		o.idleConns, o.idleConns)
+	p("- **Memory**: VmRSS from /proc/PID/status summed over the daemon process and its descendants (slirp keeps a helper process in the namespace for port forwards; slirp4netns' helper exits after handing over the tap; pasta is one process), read %v after the last workload above, with no traffic meanwhile (what the daemon holds sitting idle next to its container: a Go daemon's heap right after a burst is partly garbage not yet collected, and slirp hands freed memory back to the kernel once the network goes quiet); the reading right after the last workload is reported too. **Idle connections**: `bench peer idle` opens %d connections from the guest to the host, each sends one byte and stays open; once the host has received all of them the daemon's RSS is read again; per connection = the growth divided by %d.\n",
+		o.settle, o.idleConns, o.idleConns)
 	p("- **CPU per GB**: utime + stime from /proc/PID/stat of the daemon's processes, read before and after each iperf3 run, divided by the gigabytes (10⁹ bytes) received.\n")
 	p("- **Start to ready**: from just before fork/exec to the daemon saying it is ready. slirp and slirp4netns: the `1` on `--ready-fd` (written after the tap is configured and the API socket listens). pasta: the exit of the launching process, which daemonizes once the tap is up and configured (its PID goes to `--pid`); that exit is what podman waits for.\n\n")
 

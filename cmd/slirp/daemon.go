@@ -53,12 +53,12 @@ type daemon struct {
 	// target that exits at once is still noticed.
 	target      *watch.Process
 	targetNetns watch.NetnsID
-	// targetFD is the target process's pidfd in the sandbox, where /proc
-	// is gone: the daemon then waits for that process only.
-	targetFD  *os.File
-	pcap      *os.File
-	pidFile   string // removed at exit
-	dropTimer *time.Timer
+	// targetProc is the target process in the sandbox, where /proc is
+	// gone: the daemon then waits for that process only.
+	targetProc *watch.Process
+	pcap       *os.File
+	pidFile    string // removed at exit
+	dropTimer  *time.Timer
 }
 
 func newDaemon(cfg *cli.Config, stdout, stderr io.Writer) *daemon {
@@ -330,9 +330,9 @@ func (d *daemon) wait(ctx context.Context) string {
 				reasons <- "the target namespace has no process left"
 			}
 		})
-	case d.targetFD != nil:
+	case d.targetProc != nil:
 		wg.Go(func() {
-			if err := waitPidfd(wctx, d.targetFD); err == nil {
+			if err := d.targetProc.Wait(wctx); err == nil {
 				reasons <- "the target process exited"
 			} else if wctx.Err() == nil {
 				d.log.Error("cannot watch the target process", "err", err)
@@ -374,8 +374,8 @@ func (d *daemon) close() {
 	if d.target != nil {
 		d.target.Close()
 	}
-	if d.targetFD != nil {
-		d.targetFD.Close()
+	if d.targetProc != nil {
+		d.targetProc.Close()
 	}
 	if d.pidFile != "" {
 		os.Remove(d.pidFile)

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
-	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -18,6 +17,7 @@ import (
 	"github.com/slirp-dev/slirp"
 	"github.com/slirp-dev/slirp/internal/cli"
 	"github.com/slirp-dev/slirp/internal/sandbox"
+	"github.com/slirp-dev/slirp/internal/watch"
 	"github.com/slirp-dev/slirp/portfwd/api"
 	"github.com/slirp-dev/slirp/tap"
 )
@@ -143,7 +143,7 @@ func (d *daemon) execSandbox(ctx context.Context) error {
 			}
 			return fmt.Errorf("target process %d: pidfd_open: %w", cfg.PID, err)
 		}
-		d.targetFD = os.NewFile(uintptr(fd), "target pidfd")
+		d.targetProc = watch.AdoptPidfd(fd)
 		st.FDs[fdTarget] = fd
 		// A daemon that is not root joins the target's user namespace,
 		// as slirp4netns does.
@@ -252,10 +252,7 @@ func (d *daemon) resume(st sandbox.State, h handoff) (slirp.Options, error) {
 		o.Pcap = d.pcap
 	}
 	if fd, ok := st.FDs[fdTarget]; ok {
-		if err := unix.SetNonblock(fd, true); err != nil {
-			return o, fmt.Errorf("sandbox: target pidfd (fd %d): %w", fd, err)
-		}
-		d.targetFD = os.NewFile(uintptr(fd), "target pidfd")
+		d.targetProc = watch.AdoptPidfd(fd)
 	}
 	return o, nil
 }
@@ -272,51 +269,6 @@ func rawFD(c syscall.Conn) (int, error) {
 		return -1, err
 	}
 	return fd, nil
-}
-
-// waitPidfd waits until the process behind pidfd f exits (nil) or ctx is
-// done (ctx.Err()). f must be non-blocking, so that it sits in the runtime
-// poller: a pidfd polls readable once its process has exited.
-func waitPidfd(ctx context.Context, f *os.File) error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	// ctx ends the wait through a read deadline in the past, cleared
-	// again on the way out.
-	fired := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() {
-		_ = f.SetReadDeadline(time.Unix(1, 0))
-		close(fired)
-	})
-	defer func() {
-		if !stop() {
-			<-fired
-			_ = f.SetReadDeadline(time.Time{})
-		}
-	}()
-	var pollErr error
-	err = rc.Read(func(fd uintptr) bool {
-		for {
-			pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-			n, err := unix.Poll(pfd, 0)
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
-			if err != nil {
-				pollErr = fmt.Errorf("poll pidfd: %w", err)
-				return true
-			}
-			return n > 0
-		}
-	})
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	if err != nil {
-		return fmt.Errorf("wait for the target process: %w", err)
-	}
-	return pollErr
 }
 
 // apiListenerFrom wraps the listening API socket handed over at fd. Its

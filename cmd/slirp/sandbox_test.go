@@ -1,16 +1,9 @@
 package main
 
 import (
-	"context"
-	"errors"
-	"os"
-	"os/exec"
 	"reflect"
 	"strings"
 	"testing"
-	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/slirp-dev/slirp/internal/cli"
 	"github.com/slirp-dev/slirp/internal/sandbox"
@@ -67,43 +60,6 @@ func TestCheckSandboxable(t *testing.T) {
 		if err != nil && !strings.Contains(err.Error(), "HOST:PORT") {
 			t.Errorf("--metrics=%q: %v does not say what to do", addr, err)
 		}
-	}
-}
-
-// waitPidfd sees a child exit, and gives up when its context ends.
-func TestWaitPidfd(t *testing.T) {
-	cmd := exec.Command("sleep", "60")
-	if err := cmd.Start(); err != nil {
-		t.Skipf("start sleep: %v", err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	fd, err := unix.PidfdOpen(cmd.Process.Pid, unix.PIDFD_NONBLOCK)
-	if err != nil {
-		t.Skipf("pidfd_open: %v", err)
-	}
-	f := os.NewFile(uintptr(fd), "pidfd")
-	defer f.Close()
-
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel()
-	if err := waitPidfd(ctx, f); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("waitPidfd on a running process = %v, want the context's deadline", err)
-	}
-
-	done := make(chan error, 1)
-	go func() { done <- waitPidfd(context.Background(), f) }()
-	cmd.Process.Kill()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("waitPidfd after the exit = %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("waitPidfd did not return within 10s of the exit")
-	}
-	// Once exited, it returns at once.
-	if err := waitPidfd(context.Background(), f); err != nil {
-		t.Fatalf("waitPidfd on an exited process = %v", err)
 	}
 }
 

@@ -94,6 +94,16 @@ func OpenProcess(pid int) (*Process, error) {
 	return &Process{pid: pid, fd: fd}, nil
 }
 
+// AdoptPidfd makes a handle of pidfd fd, one this process opened or was
+// handed (across an exec, say). The handle owns fd: Close closes it.
+func AdoptPidfd(fd int) *Process {
+	return &Process{pid: -1, fd: fd}
+}
+
+// Pidfd is the handle's descriptor, to hand on; -1 when the process was
+// already gone at OpenProcess or the handle is closed.
+func (p *Process) Pidfd() int { return p.fd }
+
 // Wait blocks until the process exits (nil) or ctx is done (ctx.Err()).
 func (p *Process) Wait(ctx context.Context) error {
 	if p.fd < 0 {

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/slirp-dev/slirp/internal/nstest"
 )
 
@@ -98,6 +100,49 @@ func TestProcessExit(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("ProcessExit did not notice the exit within 10s")
+	}
+}
+
+// An adopted pidfd (as the sandboxed daemon gets one across its exec):
+// Wait gives up when its context ends, sees the exit, and returns at once
+// afterwards.
+func TestAdoptPidfd(t *testing.T) {
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	fd, err := unix.PidfdOpen(cmd.Process.Pid, 0)
+	if err != nil {
+		t.Fatalf("pidfd_open: %v", err)
+	}
+	p := AdoptPidfd(fd)
+	defer p.Close()
+	if p.Pidfd() != fd {
+		t.Errorf("Pidfd() = %d, want %d", p.Pidfd(), fd)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := p.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Wait on a running process = %v, want the context's deadline", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.Wait(context.Background()) }()
+	cmd.Process.Kill()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Wait after the exit = %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Wait did not return within 10s of the exit")
+	}
+	if err := p.Wait(context.Background()); err != nil {
+		t.Fatalf("Wait on an exited process = %v", err)
+	}
+	if err := p.Close(); err != nil || p.Pidfd() != -1 {
+		t.Errorf("Close = %v, Pidfd() after = %d", err, p.Pidfd())
 	}
 }
 

@@ -44,8 +44,8 @@ type echoForwarder struct {
 	// is logged once. +checklocks:mu
 	denied bool
 	closed bool // +checklocks:mu
-	// limitLogged rate-limits the "too many flows" warning. +checklocks:mu
-	limitLogged time.Time
+	// limitLog rate-limits the "too many flows" warning. +checklocks:mu
+	limitLog logLimit
 }
 
 type echoKey struct {
@@ -157,8 +157,7 @@ func (f *echoForwarder) flow(key echoKey, mac tcpip.LinkAddress) (*echoFlow, err
 		return fl, nil
 	}
 	if len(f.flows) >= echoMaxFlows {
-		if time.Since(f.limitLogged) > limitLogInterval {
-			f.limitLogged = time.Now()
+		if f.limitLog.allow() {
 			f.s.log.Warn("ICMP echo dropped: too many pings in flight (logged at most every 10s)", "limit", echoMaxFlows)
 		}
 		return nil, errLimit

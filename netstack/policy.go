@@ -2,6 +2,9 @@ package netstack
 
 import (
 	"net/netip"
+	"sync/atomic"
+
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
 )
 
 // verdict is what the stack does with a new flow the guest opens.
@@ -116,4 +119,21 @@ func (p *policy) inbound(src netip.Addr) netip.Addr {
 		return p.gateway6
 	}
 	return a
+}
+
+// admit applies the outbound policy to the first packet of a new flow to
+// dest. It returns the host address the flow goes to, or false when the
+// packet was dropped or refused (then counted in refused and answered
+// with ICMP network unreachable).
+func (s *Stack) admit(dest netip.AddrPort, pkt *stack.PacketBuffer, refused *atomic.Uint64) (netip.AddrPort, bool) {
+	target, v := s.policy.outbound(dest)
+	switch v {
+	case drop:
+		return netip.AddrPort{}, false
+	case refuse:
+		refused.Add(1)
+		s.sendUnreachable(quote(pkt), netUnreachable)
+		return netip.AddrPort{}, false
+	}
+	return target, true
 }

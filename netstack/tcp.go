@@ -32,13 +32,25 @@ type tcpForwarder struct {
 	conns map[*tcpRelay]struct{}
 	// closed is set by close; no relay starts afterwards. +checklocks:mu
 	closed bool
-	// limitLogged rate-limits the "too many pending" warning. +checklocks:mu
-	limitLogged time.Time
+	// limitLog rate-limits the "too many pending" warning. +checklocks:mu
+	limitLog logLimit
 }
 
 // limitLogInterval is the least time between two log lines about the same
 // limit being hit: a flood must not flood the log too.
 const limitLogInterval = 10 * time.Second
+
+// logLimit lets a log line through at most once per limitLogInterval. Its
+// owner's lock guards it.
+type logLimit struct{ last time.Time }
+
+func (l *logLimit) allow() bool {
+	if time.Since(l.last) <= limitLogInterval {
+		return false
+	}
+	l.last = time.Now()
+	return true
+}
 
 type pendingSYN struct {
 	target netip.AddrPort
@@ -67,13 +79,8 @@ func (f *tcpForwarder) handlePacket(id stack.TransportEndpointID, pkt *stack.Pac
 		// A stray segment: returning false makes the stack answer RST.
 		return false
 	}
-	target, v := f.s.policy.outbound(addrPort(id.LocalAddress, id.LocalPort))
-	switch v {
-	case drop:
-		return true
-	case refuse:
-		f.s.counters.tcpRefused.Add(1)
-		f.s.sendUnreachable(quote(pkt), netUnreachable)
+	target, ok := f.s.admit(addrPort(id.LocalAddress, id.LocalPort), pkt, &f.s.counters.tcpRefused)
+	if !ok {
 		return true
 	}
 
@@ -88,10 +95,7 @@ func (f *tcpForwarder) handlePacket(id stack.TransportEndpointID, pkt *stack.Pac
 		return true
 	}
 	if len(f.pending) >= f.s.cfg.MaxPendingTCP {
-		warn := time.Since(f.limitLogged) > limitLogInterval
-		if warn {
-			f.limitLogged = time.Now()
-		}
+		warn := f.limitLog.allow()
 		f.mu.Unlock()
 		f.s.counters.tcpDropped.Add(1)
 		if warn {

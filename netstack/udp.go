@@ -34,8 +34,8 @@ type udpForwarder struct {
 	// reserved counts flows being set up outside the lock: they count
 	// against the limit already. +checklocks:mu
 	reserved int
-	// limitLogged rate-limits the "table full" warning. +checklocks:mu
-	limitLogged time.Time
+	// limitLog rate-limits the "table full" warning. +checklocks:mu
+	limitLog logLimit
 }
 
 func newUDPForwarder(s *Stack) *udpForwarder {
@@ -45,13 +45,8 @@ func newUDPForwarder(s *Stack) *udpForwarder {
 // handlePacket sees every datagram that matches no endpoint, that is, the
 // first datagram of each new flow; later ones go to the flow's endpoint.
 func (f *udpForwarder) handlePacket(id stack.TransportEndpointID, pkt *stack.PacketBuffer) bool {
-	target, v := f.s.policy.outbound(addrPort(id.LocalAddress, id.LocalPort))
-	switch v {
-	case drop:
-		return true
-	case refuse:
-		f.s.counters.udpRefused.Add(1)
-		f.s.sendUnreachable(quote(pkt), netUnreachable)
+	target, ok := f.s.admit(addrPort(id.LocalAddress, id.LocalPort), pkt, &f.s.counters.udpRefused)
+	if !ok {
 		return true
 	}
 
@@ -62,10 +57,7 @@ func (f *udpForwarder) handlePacket(id stack.TransportEndpointID, pkt *stack.Pac
 	}
 	if len(f.flows)+f.reserved >= f.s.cfg.MaxUDPFlows {
 		f.s.counters.udpDropped.Add(1)
-		warn := time.Since(f.limitLogged) > limitLogInterval
-		if warn {
-			f.limitLogged = time.Now()
-		}
+		warn := f.limitLog.allow()
 		f.mu.Unlock()
 		if warn {
 			f.s.log.Warn("UDP flow dropped: connection-tracking table full",

@@ -31,15 +31,7 @@ func isCSpace(b byte) bool {
 // an int is rejected instead of being silently truncated (which would turn
 // "4294967297" into PID 1).
 func parseCInt(s string) (int, bool) {
-	i := 0
-	for i < len(s) && isCSpace(s[i]) {
-		i++
-	}
-	neg := false
-	if i < len(s) && (s[i] == '+' || s[i] == '-') {
-		neg = s[i] == '-'
-		i++
-	}
+	i, neg := skipSpaceAndSign(s)
 	start := i
 	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
 		i++
@@ -69,15 +61,7 @@ func parseCInt(s string) (int, bool) {
 // digits up to the first other character. The value goes through strtoul
 // (saturating at ULONG_MAX, negated for "-") and is truncated to 32 bits.
 func scanHex(s string) (int32, bool) {
-	i := 0
-	for i < len(s) && isCSpace(s[i]) {
-		i++
-	}
-	neg := false
-	if i < len(s) && (s[i] == '+' || s[i] == '-') {
-		neg = s[i] == '-'
-		i++
-	}
+	i, neg := skipSpaceAndSign(s)
 	digits := 0
 	if i+1 < len(s) && s[i] == '0' && (s[i+1] == 'x' || s[i+1] == 'X') {
 		i += 2
@@ -248,4 +232,18 @@ func strerror(err error) string {
 	s := errno.Error()
 	r, size := utf8.DecodeRuneInString(s)
 	return string(unicode.ToUpper(r)) + s[size:]
+}
+
+// skipSpaceAndSign skips the leading white space and optional sign that C's
+// strtol family accepts, returning the index after them and whether the
+// sign was '-'.
+func skipSpaceAndSign(s string) (i int, neg bool) {
+	for i < len(s) && isCSpace(s[i]) {
+		i++
+	}
+	if i < len(s) && (s[i] == '+' || s[i] == '-') {
+		neg = s[i] == '-'
+		i++
+	}
+	return i, neg
 }

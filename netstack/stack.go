@@ -16,7 +16,6 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/link/qdisc/fifo"
-	"gvisor.dev/gvisor/pkg/tcpip/link/sniffer"
 	"gvisor.dev/gvisor/pkg/tcpip/network/arp"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
@@ -115,8 +114,8 @@ type Config struct {
 	NetemSeed uint64
 
 	// Pcap, when set, receives every frame on the tap in pcap format
-	// (gVisor's sniffer); writes come from several goroutines, one packet
-	// per Write, and are serialised by the stack.
+	// (Ethernet link type): the file header, then one Write per frame,
+	// serialised by the stack.
 	Pcap io.Writer
 
 	// Logger receives lifecycle lines at Info and per-flow lines at Debug;
@@ -287,11 +286,11 @@ func (s *Stack) build() error {
 		return err
 	}
 	if s.cfg.Pcap != nil {
-		sn, err := sniffer.NewWithWriter(tapLink, &lockedWriter{w: s.cfg.Pcap}, 1<<16)
+		pl, err := newPcapLink(tapLink, s.cfg.Pcap)
 		if err != nil {
 			return fmt.Errorf("netstack: pcap: %w", err)
 		}
-		tapLink = sn
+		tapLink = pl
 	}
 	s.netem = netem.NewEngine(s.cfg.NetemSeed)
 	s.netem.Set(s.cfg.Netem)
@@ -492,16 +491,3 @@ func (s *Stack) isOwnAddress(a tcpip.Address) bool {
 func (s *Stack) isClosing() bool { return s.ctx.Err() != nil }
 
 var errLimit = errors.New("limit reached")
-
-// lockedWriter serialises writes to w: the sniffer writes each packet with
-// one Write from whichever goroutine handles it.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
-}

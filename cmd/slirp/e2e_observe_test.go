@@ -53,6 +53,14 @@ func TestE2EObservability(t *testing.T) {
 	if !strings.Contains(string(out), "10.0.2.100.") || !strings.Contains(string(out), "> 10.0.2.2."+srv.port()+": Flags [S]") {
 		t.Errorf("the capture does not show the guest's SYN to 10.0.2.2:%s:\n%s", srv.port(), out)
 	}
+	// Frames are captured with their Ethernet header: ARP reads as ARP.
+	out, err = exec.Command("tcpdump", "-n", "-e", "-r", pcap, "arp").CombinedOutput()
+	if err != nil {
+		t.Fatalf("tcpdump -r: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "Request who-has 10.0.2.2 tell 10.0.2.100") || !strings.Contains(string(out), "Reply 10.0.2.2 is-at ") {
+		t.Errorf("the capture does not show the guest's ARP exchange for the gateway:\n%s", out)
+	}
 	for _, line := range strings.Split(strings.TrimSpace(d.stderr.String()), "\n") {
 		var m map[string]any
 		if err := json.Unmarshal([]byte(line), &m); err != nil || m["msg"] == nil {

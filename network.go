@@ -443,7 +443,7 @@ func (n *Network) startForwards() error {
 		StackStats: n.apiStackStats,
 		Netem:      n.stack.Netem,
 		SetNetem:   n.stack.SetNetem,
-		Flows:      func() any { return n.stack.Flows() },
+		Flows:      n.apiFlows,
 		Logger:     log,
 	})
 	if err != nil {
@@ -488,6 +488,19 @@ func (n *Network) apiInfo() api.Info {
 		info.GuestIP6 = n.cfg.RecommendedIP6().String()
 	}
 	return info
+}
+
+// apiFlows lists the flows the guest opened, for GET /v1/conns.
+func (n *Network) apiFlows() []api.Conn {
+	flows := n.stack.Flows()
+	out := make([]api.Conn, 0, len(flows))
+	for _, f := range flows {
+		out = append(out, api.Conn{
+			Direction: "out", Proto: f.Proto, Guest: f.Guest, Dest: f.Dest, Host: f.Host,
+			Started: f.Started, ToHost: f.ToHost, ToGuest: f.ToGuest,
+		})
+	}
+	return out
 }
 
 // startMetrics serves the counters in Prometheus format.

@@ -99,7 +99,7 @@ func TestNetworkForwardsFlowsAndAPI(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(flows) == 1 && flows[0]["to_host"] == float64(5) && strings.HasPrefix(flows[0]["guest"].(string), "10.0.2.100:") {
+		if len(flows) == 1 && flows[0].ToHost == 5 && flows[0].Direction == "out" && strings.HasPrefix(flows[0].Guest, "10.0.2.100:") {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -57,7 +57,7 @@ func (f *forward) serveTCP(hc *net.TCPConn, guest netip.AddrPort) {
 	}
 	f.counters.opened(p)
 	defer f.counters.active.Add(-1)
-	r := &tcpRelay{host: hc, guest: gc, counters: &f.counters}
+	r := &tcpRelay{host: hc, guest: gc, counters: &f.counters, info: newConnInfo(f, TCP, p, client, guest)}
 	if !m.track(r) {
 		r.abort()
 		return
@@ -106,7 +106,8 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); retur
 type tcpRelay struct {
 	host     *net.TCPConn
 	guest    net.Conn
-	counters *counters
+	counters *counters // the forward's
+	info     connInfo  // this connection's
 
 	abortOnce sync.Once
 }
@@ -118,17 +119,18 @@ func (r *tcpRelay) run() {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		r.pipe(r.guest, r.host, &r.counters.toGuest)
+		r.pipe(r.guest, r.host, &r.info.toGuest, &r.counters.toGuest)
 	}()
-	r.pipe(r.host, r.guest, &r.counters.toHost)
+	r.pipe(r.host, r.guest, &r.info.toHost, &r.counters.toHost)
 	<-done
 	r.host.Close()
 	r.guest.Close()
 }
 
-// pipe copies src to dst. Between two kernel TCP sockets (the fast path)
-// io.CopyN becomes splice(2), so the bytes never enter user space.
-func (r *tcpRelay) pipe(dst, src net.Conn, count *atomic.Uint64) {
+// pipe copies src to dst, counting the bytes in count and total. Between
+// two kernel TCP sockets (the fast path) io.CopyN becomes splice(2), so
+// the bytes never enter user space.
+func (r *tcpRelay) pipe(dst, src net.Conn, count, total *atomic.Uint64) {
 	_, spliced := src.(*net.TCPConn)
 	if _, ok := dst.(*net.TCPConn); !ok {
 		spliced = false
@@ -139,6 +141,7 @@ func (r *tcpRelay) pipe(dst, src net.Conn, count *atomic.Uint64) {
 			var n int64
 			n, err = io.CopyN(dst, src, spliceChunk)
 			count.Add(uint64(n))
+			total.Add(uint64(n))
 			if err != nil {
 				break
 			}
@@ -154,6 +157,7 @@ func (r *tcpRelay) pipe(dst, src net.Conn, count *atomic.Uint64) {
 					break
 				}
 				count.Add(uint64(n))
+				total.Add(uint64(n))
 			}
 			if rerr != nil {
 				err = rerr

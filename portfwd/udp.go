@@ -142,6 +142,7 @@ func (u *udpListener) serve() {
 			continue
 		}
 		fl.touch()
+		fl.info.toGuest.Add(uint64(n))
 		c.toGuest.Add(uint64(n))
 	}
 }
@@ -171,7 +172,7 @@ func (u *udpListener) flow(client netip.AddrPort, local netip.Addr) *udpFlow {
 		f.log.Debug("udp flow to the guest failed", "client", client.String(), "path", p.String(), "err", err)
 		return nil
 	}
-	fl = &udpFlow{u: u, conn: conn, client: client, local: local}
+	fl = &udpFlow{u: u, conn: conn, client: client, local: local, info: newConnInfo(f, UDP, p, client, u.guest)}
 	fl.touch()
 	u.mu.Lock()
 	if u.closed {
@@ -225,6 +226,7 @@ type udpFlow struct {
 	conn   net.Conn
 	client netip.AddrPort
 	local  netip.Addr
+	info   connInfo
 	// lastActive is the time of the last datagram either way, in Unix
 	// nanoseconds.
 	lastActive atomic.Int64
@@ -252,6 +254,7 @@ func (fl *udpFlow) replies() {
 				c.dropped.Add(1)
 				u.f.log.Debug("udp reply to the client failed", "client", fl.client.String(), "err", werr)
 			} else {
+				fl.info.toHost.Add(uint64(n))
 				c.toHost.Add(uint64(n))
 				fl.touch()
 			}

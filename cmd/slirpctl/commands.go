@@ -38,7 +38,7 @@ Commands:
   ls                                        list the forwards
   rm ID...                                  remove forwards (their open connections run on)
   stats                                     per-forward and stack counters
-  conns                                     the guest's live connections and UDP flows
+  conns                                     live connections and UDP flows, out of the guest and in through forwards
   info                                      the daemon and its network
   netem show                                the impairments in force
   netem set NETEM...                        replace them, e.g. netem set delay=50ms loss=1%
@@ -254,24 +254,24 @@ func printNetem(w io.Writer, asJSON bool, n api.Netem) error {
 
 // printConns prints the flows as a table: protocol, guest and destination
 // addresses, the host address, bytes each way, and age.
-func printConns(w io.Writer, asJSON bool, flows []map[string]any, now time.Time) error {
+func printConns(w io.Writer, asJSON bool, conns []api.Conn, now time.Time) error {
 	if asJSON {
-		if flows == nil {
-			flows = []map[string]any{}
+		if conns == nil {
+			conns = []api.Conn{}
 		}
-		return writeJSON(w, flows)
+		return writeJSON(w, conns)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "PROTO\tGUEST\tDESTINATION\tHOST\tTO-HOST\tTO-GUEST\tAGE")
-	for _, f := range flows {
-		age := ""
-		if s, ok := f["started"].(string); ok {
-			if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-				age = now.Sub(t).Truncate(time.Second).String()
-			}
+	fmt.Fprintln(tw, "DIR\tPROTO\tGUEST\tDESTINATION\tHOST\tTO-HOST\tTO-GUEST\tAGE")
+	for _, c := range conns {
+		dest := c.Dest
+		if c.Direction == "in" {
+			// Incoming: the guest is the destination, reached through a
+			// forward from the client on the host.
+			dest = fmt.Sprintf("forward %d (%s)", c.Forward, c.Path)
 		}
-		fmt.Fprintf(tw, "%v\t%v\t%v\t%v\t%s\t%s\t%s\n", f["proto"], f["guest"], f["dest"], f["host"],
-			formatValue(f["to_host"]), formatValue(f["to_guest"]), age)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", c.Direction, c.Proto, c.Guest, dest, c.Host,
+			c.ToHost, c.ToGuest, now.Sub(c.Started).Truncate(time.Second))
 	}
 	return tw.Flush()
 }

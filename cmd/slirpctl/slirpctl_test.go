@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -237,9 +238,9 @@ func TestNetemAndConnsAgainstServer(t *testing.T) {
 		Manager:  mgr,
 		Netem:    func() netem.Spec { mu.Lock(); defer mu.Unlock(); return current },
 		SetNetem: func(s netem.Spec) { mu.Lock(); current = s; mu.Unlock() },
-		Flows: func() any {
-			return []map[string]any{{"proto": "tcp", "guest": "10.0.2.100:40000", "dest": "10.0.2.2:80",
-				"host": "127.0.0.1:80", "started": started, "to_host": 12, "to_guest": 3400}}
+		Flows: func() []api.Conn {
+			return []api.Conn{{Direction: "out", Proto: "tcp", Guest: "10.0.2.100:40000", Dest: "10.0.2.2:80",
+				Host: "127.0.0.1:80", Started: started, ToHost: 12, ToGuest: 3400}}
 		},
 	})
 	if err != nil {
@@ -276,13 +277,67 @@ func TestNetemAndConnsAgainstServer(t *testing.T) {
 	if code, _, stderr = runCtl(env, "netem", "set", "loss=200%"); code != 2 || !strings.Contains(stderr, "probability") {
 		t.Errorf("netem set loss=200%%: %d %q", code, stderr)
 	}
+
+	// An open connection through a forward is listed as incoming, with
+	// the client's address and its bytes, next to the guest's own flow.
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if c, err := l.Accept(); err == nil {
+			accepted <- c
+		}
+	}()
+	free, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostPort := uint16(free.Addr().(*net.TCPAddr).Port)
+	free.Close()
+	if _, err := mgr.Add(portfwd.Spec{Proto: portfwd.TCP, HostAddr: netip.MustParseAddr("127.0.0.1"), HostPort: hostPort,
+		GuestPort: uint16(l.Addr().(*net.TCPAddr).Port)}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.DialTimeout("tcp4", fmt.Sprintf("127.0.0.1:%d", hostPort), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "hello"); err != nil {
+		t.Fatal(err)
+	}
+	var gc net.Conn
+	select {
+	case gc = <-accepted:
+		defer gc.Close()
+	case <-time.After(10 * time.Second):
+		t.Fatal("the forward did not connect within 10s")
+	}
+	gc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(gc, make([]byte, 5)); err != nil {
+		t.Fatal(err)
+	}
 	code, stdout, _ = runCtl(env, "conns")
-	if code != 0 || !strings.Contains(stdout, "10.0.2.100:40000") || !strings.Contains(stdout, "3400") || !strings.Contains(stdout, "1m30s") {
-		t.Errorf("conns: %d %q", code, stdout)
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	if code != 0 || len(lines) != 3 || !strings.HasPrefix(lines[0], "DIR") {
+		t.Fatalf("conns: %d %q", code, stdout)
+	}
+	if out := lines[1]; !strings.HasPrefix(out, "out") || !strings.Contains(out, "10.0.2.100:40000") || !strings.Contains(out, "3400") || !strings.Contains(out, "1m30s") {
+		t.Errorf("conns: the guest's flow reads %q", out)
+	}
+	in := strings.Fields(lines[2])
+	if want := []string{"in", "tcp", l.Addr().String(), "forward", "1", "(fast)", c.LocalAddr().String(), "0", "5"}; len(in) != 10 || !slices.Equal(in[:9], want) {
+		t.Errorf("conns: the forwarded connection reads %q, want %q and an age", lines[2], want)
 	}
 	code, stdout, _ = runCtl(env, "conns", "--json")
-	var flows []map[string]any
-	if code != 0 || json.Unmarshal([]byte(stdout), &flows) != nil || len(flows) != 1 {
-		t.Errorf("conns --json: %d %q", code, stdout)
+	var conns []api.Conn
+	if code != 0 || json.Unmarshal([]byte(stdout), &conns) != nil || len(conns) != 2 {
+		t.Fatalf("conns --json: %d %q", code, stdout)
+	}
+	if got := conns[1]; got.Direction != "in" || got.Forward != 1 || got.Path != "fast" || got.Host != c.LocalAddr().String() || got.ToGuest != 5 || got.Dest != "" {
+		t.Errorf("conns --json: the forwarded connection is %+v", got)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 
 	"github.com/slirp-dev/slirp/netem"
@@ -114,11 +115,15 @@ func (s *Server) getStats(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (s *Server) getConns(w http.ResponseWriter, _ *http.Request) {
-	if s.cfg.Flows == nil {
-		writeJSON(w, http.StatusOK, []any{})
-		return
+	conns := []Conn{}
+	if s.cfg.Flows != nil {
+		conns = append(conns, s.cfg.Flows()...)
 	}
-	writeJSON(w, http.StatusOK, s.cfg.Flows())
+	for _, c := range s.cfg.Manager.Conns() {
+		conns = append(conns, FromConn(c))
+	}
+	slices.SortStableFunc(conns, func(a, b Conn) int { return a.Started.Compare(b.Started) })
+	writeJSON(w, http.StatusOK, conns)
 }
 
 func (s *Server) getNetem(w http.ResponseWriter, _ *http.Request) {

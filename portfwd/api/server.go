@@ -44,9 +44,10 @@ type Config struct {
 	// StackStats returns the user-mode stack's counters for GET /v1/stats
 	// as a JSON-encodable value; nil leaves them out.
 	StackStats func() any
-	// Flows returns the guest's live flows for GET /v1/conns; nil serves
-	// an empty list.
-	Flows func() any
+	// Flows returns the flows the guest opened, for GET /v1/conns
+	// (Direction "out"); the forwards' connections are added to them. Nil
+	// lists the forwards' only.
+	Flows func() []Conn
 	// Netem and SetNetem read and replace the test rig's impairments for
 	// /v1/netem; nil answers 501.
 	Netem    func() netem.Spec

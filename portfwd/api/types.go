@@ -1,15 +1,15 @@
 package api
 
 import (
-	"github.com/slirp-dev/slirp/netem"
-
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/netip"
 	"strings"
+	"time"
 
+	"github.com/slirp-dev/slirp/netem"
 	"github.com/slirp-dev/slirp/portfwd"
 )
 
@@ -56,6 +56,37 @@ type Stats struct {
 	// Stack holds the user-mode stack's counters, as the daemon reports
 	// them; absent when it reports none.
 	Stack any `json:"stack,omitempty"`
+}
+
+// Conn is one live connection or UDP flow, as GET /v1/conns lists them.
+type Conn struct {
+	// Direction is "out" for a flow the guest opened (NAT'ed to a host
+	// socket) and "in" for a host client reaching the guest through a
+	// forward.
+	Direction string `json:"direction"`
+	Proto     string `json:"proto"` // "tcp" or "udp"
+	Guest     string `json:"guest"` // the guest's address and port
+	// Dest is where the guest sent an outgoing flow (such as
+	// 10.0.2.2:8080); empty for incoming ones.
+	Dest string `json:"dest,omitempty"`
+	// Host is the host side: the address an outgoing flow was connected
+	// to, or the client of an incoming one.
+	Host string `json:"host"`
+	// Forward and Path say which forward an incoming connection came
+	// through and on which data path ("fast" or "preserve").
+	Forward int       `json:"forward,omitempty"`
+	Path    string    `json:"path,omitempty"`
+	Started time.Time `json:"started"`
+	ToHost  uint64    `json:"to_host"`  // bytes guest → host
+	ToGuest uint64    `json:"to_guest"` // bytes host → guest
+}
+
+// FromConn describes a forward's connection as the API lists it.
+func FromConn(c portfwd.Conn) Conn {
+	return Conn{
+		Direction: "in", Proto: string(c.Proto), Guest: c.Guest.String(), Host: c.Client.String(),
+		Forward: c.Forward, Path: c.Path, Started: c.Started, ToHost: c.ToHost, ToGuest: c.ToGuest,
+	}
 }
 
 // Info is the reply of GET /v1/info. The daemon fills in everything but

@@ -78,10 +78,10 @@ func (c *Client) Stats(ctx context.Context) (api.Stats, error) {
 }
 
 // Conns returns GET /v1/conns: the guest's live flows, as JSON objects.
-func (c *Client) Conns(ctx context.Context) ([]map[string]any, error) {
-	var flows []map[string]any
-	err := c.do(ctx, http.MethodGet, "/v1/conns", nil, http.StatusOK, &flows)
-	return flows, err
+func (c *Client) Conns(ctx context.Context) ([]api.Conn, error) {
+	var conns []api.Conn
+	err := c.do(ctx, http.MethodGet, "/v1/conns", nil, http.StatusOK, &conns)
+	return conns, err
 }
 
 // Netem returns GET /v1/netem: the impairments in force.

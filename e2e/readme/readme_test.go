@@ -1,0 +1,97 @@
+// Package readme runs the README's first-session walkthrough as written,
+// so that the commands a new user copies keep working.
+package readme
+
+import (
+	"bufio"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/slirp-dev/slirp/internal/nstest"
+)
+
+// marker is the line of README.md before the block this test runs.
+const marker = "<!-- e2e/readme runs the next block -->"
+
+// readmeBlock returns the shell block that follows marker in README.md.
+func readmeBlock(t *testing.T) string {
+	t.Helper()
+	f, err := os.Open(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var block []string
+	state := 0 // 0: before the marker, 1: want the fence, 2: in the block
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case state == 0 && line == marker:
+			state = 1
+		case state == 1:
+			if line != "```sh" {
+				t.Fatalf("README.md: %q is not followed by a ```sh block", marker)
+			}
+			state = 2
+		case state == 2 && line == "```":
+			return strings.Join(block, "\n") + "\n"
+		case state == 2:
+			block = append(block, line)
+		}
+	}
+	t.Fatalf("README.md has no complete block after %q", marker)
+	return ""
+}
+
+// TestREADMEFirstSession runs the block in a network namespace of its own
+// (so that the host port it publishes, 8080, is free and private), with
+// slirp and slirpctl built from this tree first on PATH, and checks what
+// the README says it shows: the page through the forward, the connection
+// in slirpctl conns, the frames in the capture, and a clean end.
+func TestREADMEFirstSession(t *testing.T) {
+	nstest.RequireRoot(t)
+	nstest.RequireTools(t, "busybox", "tcpdump", "unshare", "nsenter", "ip", "bash")
+	block := readmeBlock(t)
+
+	bin := t.TempDir()
+	build := exec.Command("go", "build", "-o", bin+"/", "github.com/slirp-dev/slirp/cmd/slirp", "github.com/slirp-dev/slirp/cmd/slirpctl")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "unshare", "--net", "--", "bash", "-euo", "pipefail", "-c", "ip link set lo up\n"+block)
+	cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "TMPDIR="+t.TempDir())
+	// Everything the block starts stays in this process group, so that a
+	// failure or a timeout leaves nothing behind.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	out, err := cmd.CombinedOutput()
+	if cmd.Process != nil {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+	if err != nil {
+		t.Fatalf("the README block failed: %v\n%s", err, out)
+	}
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`(?m)^1 +tcp +0\.0\.0\.0:8080 +10\.0\.2\.100:80 +preserve$`),
+		regexp.MustCompile(`(?m)^hello$`),
+		regexp.MustCompile(`(?m)^in +tcp +10\.0\.2\.100:80 +forward 1 \(preserve\) +127\.0\.0\.1:\d+ `),
+		regexp.MustCompile(`link-type EN10MB`),
+		regexp.MustCompile(`> 10\.0\.2\.100\.80: Flags \[S\]`),
+	} {
+		if !want.Match(out) {
+			t.Errorf("the output lacks %v:\n%s", want, out)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slirp-dev/slirp/internal/e2etest"
 	"github.com/slirp-dev/slirp/netem"
 )
 
@@ -20,19 +21,7 @@ func udpEchoHost(t *testing.T) uint16 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
-	t.Cleanup(func() { pc.Close(); <-done })
-	go func() {
-		defer close(done)
-		buf := make([]byte, 2048)
-		for {
-			n, a, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			pc.WriteTo(buf[:n], a)
-		}
-	}()
+	e2etest.ServeUDP(t, pc, 2048, func(p []byte, _ net.Addr) []byte { return p })
 	return uint16(pc.LocalAddr().(*net.UDPAddr).Port)
 }
 

@@ -3,7 +3,6 @@ package portfwd
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -12,13 +11,12 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/slirp-dev/slirp/internal/e2etest"
 )
 
 // The unit tests run the Manager against real kernel sockets on the host's
@@ -35,13 +33,9 @@ var testGateway = netip.MustParseAddr("127.0.0.2")
 // hostOpener opens sockets in the test's own network namespace.
 type hostOpener struct{ calls atomic.Int64 }
 
-func (o *hostOpener) Socket(_ context.Context, domain, typ, proto int) (*os.File, error) {
+func (o *hostOpener) Socket(ctx context.Context, domain, typ, proto int) (*os.File, error) {
 	o.calls.Add(1)
-	fd, err := unix.Socket(domain, typ|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, proto)
-	if err != nil {
-		return nil, err
-	}
-	return os.NewFile(uintptr(fd), "test socket"), nil
+	return e2etest.HostOpener{}.Socket(ctx, domain, typ, proto)
 }
 
 // kernelDialer implements GuestDialer with kernel sockets bound to the
@@ -155,29 +149,18 @@ func startGuestServer(t *testing.T, mode string) *guestServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { l.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(60 * time.Second))
-				switch mode {
-				case "peer":
-					io.WriteString(c, c.RemoteAddr().String())
-				case "sha":
-					h := sha256.New()
-					io.Copy(h, c)
-					fmt.Fprintf(c, "%x %s", h.Sum(nil), c.RemoteAddr())
-				case "echo":
-					io.Copy(c, c)
-					c.(*net.TCPConn).CloseWrite()
-				}
-			})
+	e2etest.ServeTCP(t, l, func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(60 * time.Second))
+		switch mode {
+		case "peer":
+			io.WriteString(c, c.RemoteAddr().String())
+		case "sha":
+			h := sha256.New()
+			io.Copy(h, c)
+			fmt.Fprintf(c, "%x %s", h.Sum(nil), c.RemoteAddr())
+		case "echo":
+			io.Copy(c, c)
+			c.(*net.TCPConn).CloseWrite()
 		}
 	})
 	return &guestServer{l: l, port: uint16(l.Addr().(*net.TCPAddr).Port)}
@@ -190,19 +173,9 @@ func udpEcho(t *testing.T) uint16 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
-	t.Cleanup(func() { pc.Close(); <-done })
-	go func() {
-		defer close(done)
-		buf := make([]byte, 65535)
-		for {
-			n, peer, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			pc.WriteTo([]byte(fmt.Sprintf("%s %s", buf[:n], peer)), peer)
-		}
-	}()
+	e2etest.ServeUDP(t, pc, 65535, func(p []byte, peer net.Addr) []byte {
+		return []byte(fmt.Sprintf("%s %s", p, peer))
+	})
 	return uint16(pc.LocalAddr().(*net.UDPAddr).Port)
 }
 
@@ -217,22 +190,12 @@ func echoTransfer(t *testing.T, network, addr string, size int) {
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(60 * time.Second))
-	data := make([]byte, size)
-	rand.Read(data)
-	errc := make(chan error, 1)
-	go func() {
-		_, err := c.Write(data)
-		if err == nil {
-			err = c.(*net.TCPConn).CloseWrite()
-		}
-		errc <- err
-	}()
-	got, err := io.ReadAll(c)
+	data, got, werr, err := e2etest.EchoExchange(c, size)
 	if err != nil {
 		t.Fatalf("read the echo: %v", err)
 	}
-	if err := <-errc; err != nil {
-		t.Fatalf("write: %v", err)
+	if werr != nil {
+		t.Fatalf("write: %v", werr)
 	}
 	if !bytes.Equal(got, data) {
 		t.Fatalf("echo through %s: got %d bytes (sha %x), sent %d (sha %x)", addr, len(got), sha256.Sum256(got), len(data), sha256.Sum256(data))
@@ -264,13 +227,7 @@ func hostAddr(fw Forward, i int) string {
 // waitFor polls cond every 20 ms for up to 10 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	e2etest.WaitFor(t, 10*time.Second, 20*time.Millisecond, what, cond)
 }
 
 // checkGoroutines fails the test if goroutines started during it are still

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slirp-dev/slirp/internal/e2etest"
 	"github.com/slirp-dev/slirp/internal/nstest"
 	"github.com/slirp-dev/slirp/portfwd/api"
 	apiclient "github.com/slirp-dev/slirp/portfwd/client"
@@ -143,21 +145,10 @@ func freePortIn(t *testing.T, ns *nstest.Netns, network string) int {
 
 // guestEcho serves TCP echo on l: everything comes back, then a FIN.
 func guestEcho(t *testing.T, l net.Listener) {
-	var wg sync.WaitGroup
-	t.Cleanup(func() { l.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(90 * time.Second))
-				io.Copy(c, c)
-				c.(*net.TCPConn).CloseWrite()
-			})
-		}
+	e2etest.ServeTCP(t, l, func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(90 * time.Second))
+		io.Copy(c, c)
+		c.(*net.TCPConn).CloseWrite()
 	})
 }
 
@@ -192,18 +183,8 @@ func echoThrough(t *testing.T, c net.Conn, size int) {
 	t.Helper()
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(90 * time.Second))
-	data := make([]byte, size)
-	rand.Read(data)
-	errc := make(chan error, 1)
-	go func() {
-		_, err := c.Write(data)
-		if err == nil {
-			err = c.(*net.TCPConn).CloseWrite()
-		}
-		errc <- err
-	}()
-	got, err := io.ReadAll(c)
-	if werr := <-errc; werr != nil {
+	data, got, werr, err := e2etest.EchoExchange(c, size)
+	if werr != nil {
 		t.Fatalf("send: %v", werr)
 	}
 	if err != nil {
@@ -682,6 +663,11 @@ func TestE2ESlirpctl(t *testing.T) {
 	if got := udpExchange(t, u, "q"); !strings.HasPrefix(got, "echo:q 10.0.2.100:") {
 		t.Errorf("UDP through slirpctl's forward: %q", got)
 	}
+	// The open UDP flow is listed by slirpctl conns as incoming.
+	out, _ := slirpctl(t, sock, false, "conns")
+	if !regexp.MustCompile(`(?m)^in +udp +10\.0\.2\.100:5353 +forward \d+ \(fast\) +` + regexp.QuoteMeta(u.LocalAddr().String()) + ` +\d+ +1 `).MatchString(out) {
+		t.Errorf("slirpctl conns does not list the UDP flow from %s:\n%s", u.LocalAddr(), out)
+	}
 
 	// A range of three host ports to guest ports 7000-7002.
 	var base int
@@ -700,7 +686,7 @@ func TestE2ESlirpctl(t *testing.T) {
 			break
 		}
 	}
-	out, _ := slirpctl(t, sock, false, "--json", "add", fmt.Sprintf("127.0.0.1:%d-%d:7000-7002", base, base+2))
+	out, _ = slirpctl(t, sock, false, "--json", "add", fmt.Sprintf("127.0.0.1:%d-%d:7000-7002", base, base+2))
 	var added []api.PortStatus
 	if err := json.Unmarshal([]byte(out), &added); err != nil || len(added) != 1 || added[0].Spec.Count != 3 {
 		t.Fatalf("add a range: %s (%v)", out, err)

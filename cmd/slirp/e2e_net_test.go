@@ -12,6 +12,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/slirp-dev/slirp/internal/e2etest"
 	"github.com/slirp-dev/slirp/internal/nstest"
 )
 
@@ -58,22 +59,7 @@ func testZone(tag byte) dns.HandlerFunc {
 // startTestDNS serves testZone(tag) on addr:53 over UDP and TCP inside ns.
 func startTestDNS(t *testing.T, ns *nstest.Netns, addr string, tag byte) {
 	t.Helper()
-	var pc net.PacketConn
-	var l net.Listener
-	inNetns(t, ns, func() {
-		var err error
-		if pc, err = net.ListenPacket("udp", addr+":53"); err != nil {
-			t.Fatal(err)
-		}
-		if l, err = net.Listen("tcp", addr+":53"); err != nil {
-			t.Fatal(err)
-		}
-	})
-	for _, srv := range []*dns.Server{{PacketConn: pc, Handler: testZone(tag)}, {Listener: l, Handler: testZone(tag)}} {
-		done := make(chan struct{})
-		go func() { defer close(done); srv.ActivateAndServe() }()
-		t.Cleanup(func() { srv.Shutdown(); <-done })
-	}
+	e2etest.ServeDNSIn(t, ns, addr, testZone(tag))
 }
 
 // TestE2EDNS resolves through 10.0.2.3 against test upstreams on the

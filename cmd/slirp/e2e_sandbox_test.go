@@ -2,10 +2,8 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -20,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/slirp-dev/slirp/internal/e2etest"
 	"github.com/slirp-dev/slirp/internal/nstest"
 	"github.com/slirp-dev/slirp/portfwd/api"
 )
@@ -93,11 +92,6 @@ type sandboxedOpts struct {
 // fd. Like startDaemon, it stops the daemon when the test ends.
 func startSandboxed(t *testing.T, o sandboxedOpts) *daemonProc {
 	t.Helper()
-	readyR, readyW, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer readyR.Close()
 	args := append([]string{"-r", "3"}, o.args...)
 	name := slirpBin
 	cred := o.user
@@ -116,63 +110,10 @@ func startSandboxed(t *testing.T, o sandboxedOpts) *daemonProc {
 		name, cred = "nsenter", nil
 	}
 	cmd := exec.Command(name, args...)
-	cmd.Env = append(os.Environ(), "GORACE=halt_on_error=1 exitcode=66 atexit_sleep_ms=0")
-	d := &daemonProc{cmd: cmd, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = d.stdout, d.stderr
-	cmd.ExtraFiles = append([]*os.File{readyW}, o.extra...)
+	cmd.Env = append(os.Environ(), e2etest.RaceEnv)
+	cmd.ExtraFiles = o.extra
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Credential: cred}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start slirp: %v", err)
-	}
-	readyW.Close()
-	go func() {
-		d.waitErr = cmd.Wait()
-		close(d.done)
-	}()
-	t.Cleanup(func() {
-		d.stop(t)
-		if strings.Contains(d.stderr.String(), "WARNING: DATA RACE") {
-			t.Errorf("data race in slirp")
-		}
-		if t.Failed() {
-			t.Logf("slirp %v\nstdout:\n%s\nstderr:\n%s", o.args, d.stdout, d.stderr)
-		}
-	})
-	got := make(chan string, 1)
-	go func() {
-		b, _ := io.ReadAll(readyR)
-		got <- string(b)
-	}()
-	select {
-	case s := <-got:
-		if s != "1" {
-			t.Fatalf("ready fd said %q, want \"1\"; stderr:\n%s", s, d.stderr)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatalf("slirp not ready within 20s; stderr:\n%s", d.stderr)
-	}
-	return d
-}
-
-// guestClient runs a client action inside ns, as client does, but without
-// the second of sleep a -race build takes at exit.
-func guestClient(t *testing.T, ns *nstest.Netns, args ...string) clientResult {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	cmd := ns.Command(ctx, clientBin, args...)
-	cmd.Env = append(os.Environ(), clientEnv+"=1", "GORACE=atexit_sleep_ms=0")
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("client %v: %v: %s", args, err, stderr.String())
-	}
-	var r clientResult
-	if err := json.Unmarshal(out, &r); err != nil {
-		t.Fatalf("client %v printed %q: %v", args, out, err)
-	}
-	return r
+	return newDaemonProc(e2etest.Start(t, cmd, slirpProcess(o.args, true)))
 }
 
 // procStatus returns the fields of /proc/PID/status.
@@ -370,18 +311,18 @@ func testSandboxed(t *testing.T, rootless, path bool) {
 		srv = startHostServer(t, "tcp4", "127.0.0.1:0", "sha")
 		udp = startUDPEcho(t, "127.0.0.1:0")
 	})
-	r := guestClient(t, e.guest, "tcp", "10.0.2.2:"+srv.port(), strconv.Itoa(1<<20))
+	r := client(t, e.guest, "tcp", "10.0.2.2:"+srv.port(), strconv.Itoa(1<<20))
 	if sha, _ := replySHA(r); r.Err != "" || sha != r.SHA {
 		t.Errorf("guest TCP to 10.0.2.2: %+v", r)
 	}
-	r = guestClient(t, e.guest, "udp", "10.0.2.2:"+strconv.Itoa(udp.LocalAddr().(*net.UDPAddr).Port), "ping")
+	r = client(t, e.guest, "udp", "10.0.2.2:"+strconv.Itoa(udp.LocalAddr().(*net.UDPAddr).Port), "ping")
 	if !strings.HasPrefix(r.Reply, "echo:ping 127.0.0.1:") {
 		t.Errorf("guest UDP to 10.0.2.2: %+v", r)
 	}
 
 	// DNS through 10.0.2.3, from the kept --resolv-conf; a change written
 	// into the file is followed (checked once: it is the same everywhere).
-	if r := guestClient(t, e.guest, "dns", "10.0.2.3:53", "a.test", "A"); !strings.Contains(r.Reply, "192.0.2.1") {
+	if r := client(t, e.guest, "dns", "10.0.2.3:53", "a.test", "A"); !strings.Contains(r.Reply, "192.0.2.1") {
 		t.Errorf("DNS through 10.0.2.3: %+v", r)
 	}
 	if !rootless && !path {
@@ -389,7 +330,7 @@ func testSandboxed(t *testing.T, rootless, path bool) {
 			t.Fatal(err)
 		}
 		waitFor(t, 15*time.Second, "the rewritten resolv.conf to be followed", func() bool {
-			return strings.Contains(guestClient(t, e.guest, "dns", "10.0.2.3:53", "a.test", "A").Reply, "192.0.2.2")
+			return strings.Contains(client(t, e.guest, "dns", "10.0.2.3:53", "a.test", "A").Reply, "192.0.2.2")
 		})
 	}
 
@@ -585,7 +526,7 @@ func TestE2ESeccompOnly(t *testing.T) {
 		t.Errorf("tap11: %q", addr)
 	}
 	srv := startHostServer(t, "tcp4", "127.0.0.1:0", "sha")
-	if r := guestClient(t, ns, "tcp", "10.0.2.2:"+srv.port(), "100000"); r.Err != "" {
+	if r := client(t, ns, "tcp", "10.0.2.2:"+srv.port(), "100000"); r.Err != "" {
 		t.Errorf("guest TCP under seccomp: %+v", r)
 	}
 	syscall.Kill(ns.PID, syscall.SIGKILL)
@@ -636,7 +577,7 @@ func TestE2ESandboxTapFD(t *testing.T) {
 		t.Errorf("the daemon has children %v; in tapfd mode it starts no helper", kids)
 	}
 	srv := startHostServer(t, "tcp4", "127.0.0.1:0", "sha")
-	r := guestClient(t, ns, "tcp", "10.0.2.2:"+srv.port(), "100000")
+	r := client(t, ns, "tcp", "10.0.2.2:"+srv.port(), "100000")
 	if sha, _ := replySHA(r); r.Err != "" || sha != r.SHA {
 		t.Fatalf("guest TCP over an inherited tap in the sandbox: %+v", r)
 	}

@@ -15,16 +15,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/slirp-dev/slirp/internal/e2etest"
 	"github.com/slirp-dev/slirp/internal/nstest"
-	"github.com/vishvananda/netns"
 )
 
 // The end-to-end tests build the slirp binary once and run it for real:
@@ -46,35 +44,20 @@ func TestMain(m *testing.M) {
 }
 
 func testMain(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "slirp-e2e-")
+	// The unprivileged test user runs the binaries too.
+	dir, err := e2etest.BinDir("slirp-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	// The unprivileged test user runs the binary too.
-	if err := os.Chmod(dir, 0o755); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	self, err := os.Executable()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
 	clientBin = filepath.Join(dir, "client")
-	if b, err := os.ReadFile(self); err != nil || os.WriteFile(clientBin, b, 0o755) != nil {
+	if err := e2etest.CopyExecutable(clientBin); err != nil {
 		fmt.Fprintln(os.Stderr, "copying the test binary:", err)
 		return 1
 	}
 	slirpBin = filepath.Join(dir, "slirp")
-	buildArgs := []string{"build", "-o", slirpBin}
-	if raceEnabled {
-		buildArgs = append(buildArgs, "-race")
-	}
-	build := exec.Command("go", append(buildArgs, ".")...)
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
+	if err := e2etest.GoBuild(slirpBin, ".", raceEnabled); err != nil {
 		fmt.Fprintln(os.Stderr, "building slirp:", err)
 		return 1
 	}
@@ -217,30 +200,16 @@ func client(t *testing.T, ns *nstest.Netns, args ...string) clientResult {
 	return r
 }
 
-// syncBuffer is a bytes.Buffer safe for the daemon's output goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // daemonProc is a running slirp process.
 type daemonProc struct {
+	p              *e2etest.Process
 	cmd            *exec.Cmd
-	stdout, stderr *syncBuffer
-	done           chan struct{}
-	waitErr        error
+	stdout, stderr *e2etest.SyncBuffer
+	done           <-chan struct{}
+}
+
+func newDaemonProc(p *e2etest.Process) *daemonProc {
+	return &daemonProc{p: p, cmd: p.Cmd, stdout: p.Stdout, stderr: p.Stderr, done: p.Done()}
 }
 
 type daemonOpts struct {
@@ -272,14 +241,7 @@ func startDaemon(t *testing.T, o daemonOpts) *daemonProc {
 		os.Chmod(filepath.Dir(o.resolvConf), 0o755)
 	}
 	args = append([]string{"--resolv-conf=" + o.resolvConf}, args...)
-	var readyR, readyW *os.File
 	if !o.noReady {
-		var err error
-		readyR, readyW, err = os.Pipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer readyR.Close()
 		args = append([]string{"-r", "3"}, args...)
 	}
 	name := slirpBin
@@ -289,85 +251,25 @@ func startDaemon(t *testing.T, o daemonOpts) *daemonProc {
 	}
 	cmd := exec.Command(name, args...)
 	// A race report makes the daemon exit 66 at once, which fails the test.
-	cmd.Env = append(os.Environ(), "GORACE=halt_on_error=1 exitcode=66 atexit_sleep_ms=0")
-	d := &daemonProc{cmd: cmd, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = d.stdout, d.stderr
-	files := []*os.File{readyW}
-	if readyW == nil {
-		files = []*os.File{nil}
-	}
-	cmd.ExtraFiles = append(files, o.extra...)
+	cmd.Env = append(os.Environ(), e2etest.RaceEnv)
+	cmd.ExtraFiles = o.extra
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Credential: o.user}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start slirp: %v", err)
-	}
-	if readyW != nil {
-		readyW.Close()
-	}
-	go func() {
-		d.waitErr = cmd.Wait()
-		close(d.done)
-	}()
-	t.Cleanup(func() {
-		d.stop(t)
-		if strings.Contains(d.stderr.String(), "WARNING: DATA RACE") {
-			t.Errorf("data race in slirp")
-		}
-		if t.Failed() {
-			t.Logf("slirp %v\nstdout:\n%s\nstderr:\n%s", o.args, d.stdout, d.stderr)
-		}
-	})
-	if readyR != nil {
-		got := make(chan string, 1)
-		go func() {
-			b, _ := io.ReadAll(readyR)
-			got <- string(b)
-		}()
-		select {
-		case s := <-got:
-			if s != "1" {
-				t.Fatalf("ready fd said %q, want \"1\"; stderr:\n%s", s, d.stderr)
-			}
-		case <-time.After(20 * time.Second):
-			t.Fatalf("slirp not ready within 20s; stderr:\n%s", d.stderr)
-		}
-	}
-	return d
+	return newDaemonProc(e2etest.Start(t, cmd, slirpProcess(o.args, !o.noReady)))
+}
+
+// slirpProcess is how startDaemon and startSandboxed run slirp: ready
+// within 20 s, stopped within 10 s of SIGTERM (then killed).
+func slirpProcess(args []string, ready bool) e2etest.ProcessOptions {
+	return e2etest.ProcessOptions{Name: "slirp", Args: args, ReadyFD: ready, ReadyTimeout: 20 * time.Second, StopTimeout: 10 * time.Second}
 }
 
 // stop sends SIGTERM and waits up to 10 s, then kills.
-func (d *daemonProc) stop(t *testing.T) {
-	select {
-	case <-d.done:
-		return
-	default:
-	}
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.done:
-	case <-time.After(10 * time.Second):
-		t.Errorf("slirp did not exit within 10s of SIGTERM")
-		d.cmd.Process.Kill()
-		<-d.done
-	}
-}
+func (d *daemonProc) stop(t *testing.T) { d.p.Stop(t) }
 
 // wait waits up to timeout for the daemon to exit and returns its status.
 func (d *daemonProc) wait(t *testing.T, timeout time.Duration) int {
 	t.Helper()
-	select {
-	case <-d.done:
-	case <-time.After(timeout):
-		t.Fatalf("slirp still running after %v", timeout)
-	}
-	var ee *exec.ExitError
-	if errors.As(d.waitErr, &ee) {
-		return ee.ExitCode()
-	}
-	if d.waitErr != nil {
-		t.Fatalf("wait: %v", d.waitErr)
-	}
-	return 0
+	return d.p.ExitCode(t, timeout)
 }
 
 // hostServer is a TCP server on the host side that answers each connection
@@ -391,35 +293,20 @@ func startHostServer(t *testing.T, network, addr, mode string) *hostServer {
 
 func serveHost(t *testing.T, l net.Listener, mode string) *hostServer {
 	s := &hostServer{l: l, got: make(chan string, 16)}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { l.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(60 * time.Second))
-				h := sha256.New()
-				switch mode {
-				case "sha":
-					io.Copy(h, c)
-					fmt.Fprintf(c, "%x %s", h.Sum(nil), c.RemoteAddr())
-				case "rev":
-					c.Write([]byte("hello"))
-					c.(*net.TCPConn).CloseWrite()
-					io.Copy(h, c)
-					s.got <- hex.EncodeToString(h.Sum(nil))
-				}
-			}()
+	e2etest.ServeTCP(t, l, func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(60 * time.Second))
+		h := sha256.New()
+		switch mode {
+		case "sha":
+			io.Copy(h, c)
+			fmt.Fprintf(c, "%x %s", h.Sum(nil), c.RemoteAddr())
+		case "rev":
+			c.Write([]byte("hello"))
+			c.(*net.TCPConn).CloseWrite()
+			io.Copy(h, c)
+			s.got <- hex.EncodeToString(h.Sum(nil))
 		}
-	}()
+	})
 	return s
 }
 
@@ -432,49 +319,15 @@ func startUDPEcho(t *testing.T, addr string) net.PacketConn {
 	if err != nil {
 		t.Fatalf("listen udp %s: %v", addr, err)
 	}
-	done := make(chan struct{})
-	t.Cleanup(func() { pc.Close(); <-done })
-	go func() {
-		defer close(done)
-		buf := make([]byte, 65535)
-		for {
-			n, peer, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			pc.WriteTo([]byte(fmt.Sprintf("echo:%s %s", buf[:n], peer)), peer)
-		}
-	}()
+	e2etest.ServeUDP(t, pc, 65535, func(p []byte, peer net.Addr) []byte {
+		return []byte(fmt.Sprintf("echo:%s %s", p, peer))
+	})
 	return pc
 }
 
 // inNetns runs f with the calling thread inside ns, so that sockets f
 // creates live there. Root only.
-func inNetns(t *testing.T, ns *nstest.Netns, f func()) {
-	t.Helper()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	target, err := netns.GetFromPath(ns.Path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer target.Close()
-	if err := netns.Set(target); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := netns.Set(orig); err != nil {
-			// Leave the thread locked: it dies with the goroutine.
-			panic(err)
-		}
-	}()
-	f()
-}
+var inNetns = e2etest.InNetns
 
 // sha is the hex SHA-256 a client result's reply starts with.
 func replySHA(r clientResult) (sha, peer string) {
@@ -485,13 +338,7 @@ func replySHA(r clientResult) (sha, peer string) {
 // waitFor polls cond every 50 ms for up to timeout.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	e2etest.WaitFor(t, timeout, 50*time.Millisecond, what, cond)
 }
 
 var _ = bufio.NewReader

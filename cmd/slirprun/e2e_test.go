@@ -17,6 +17,7 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
 
+	"github.com/slirp-dev/slirp/internal/e2etest"
 	"github.com/slirp-dev/slirp/internal/nstest"
 	"github.com/slirp-dev/slirp/runtime/image/imagetest"
 )
@@ -298,7 +299,7 @@ func TestE2ESubuid(t *testing.T) {
 	}
 	e.chownAll(oci)
 	out := e.mustRun("--network=none", "--userns=subuid", "--image", oci, "cat /proc/self/uid_map; ls -ln /home/user/mine; id")
-	if !regexp.MustCompile(fmt.Sprintf(`(?m)^\s*1\s+%d\s+%d$`, subStart, subCount)).MatchString(out) {
+	if !regexp.MustCompile(fmt.Sprintf(`(?m)^\s*1\s+%d\s+%d$`, e2etest.SubuidStart, e2etest.SubuidCount)).MatchString(out) {
 		t.Errorf("uid_map lacks the subordinate range:\n%s", out)
 	}
 	if !regexp.MustCompile(`1000\s+1000 .*mine`).MatchString(out) {

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slirp-dev/slirp/internal/e2etest"
 	"github.com/slirp-dev/slirp/internal/nstest"
 	"github.com/slirp-dev/slirp/runtime/image/imagetest"
 	"github.com/slirp-dev/slirp/runtime/netd"
@@ -36,20 +37,16 @@ func testMain(m *testing.M) int {
 		// test user; they skip, so nothing needs building.
 		return m.Run()
 	}
-	dir, err := os.MkdirTemp("", "slirprun-bin-")
+	// The unprivileged test user must reach the binaries.
+	dir, err := e2etest.BinDir("slirprun-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	// The unprivileged test user must reach the binaries.
-	if err := os.Chmod(dir, 0o755); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
 	slirprunBin = filepath.Join(dir, "slirprun")
-	if out, err := exec.Command("go", "build", "-o", slirprunBin, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build slirprun: %v\n%s", err, out)
+	if err := e2etest.GoBuild(slirprunBin, ".", false); err != nil {
+		fmt.Fprintf(os.Stderr, "build slirprun: %v\n", err)
 		return 1
 	}
 	// Prefer this project's daemon; fall back to slirp4netns (same
@@ -57,11 +54,9 @@ func testMain(m *testing.M) int {
 	daemonBin = "/usr/bin/slirp4netns"
 	if _, err := os.Stat("../slirp"); err == nil {
 		ours := filepath.Join(dir, "slirp")
-		out, err := exec.Command("go", "build", "-o", ours, "../slirp").CombinedOutput()
+		err := e2etest.GoBuild(ours, "../slirp", false)
 		if err == nil {
 			err = probeDaemon(ours)
-		} else {
-			err = fmt.Errorf("%v: %s", err, bytes.TrimSpace(out))
 		}
 		if err == nil {
 			daemonBin = ours
@@ -162,13 +157,7 @@ func (e *env) path(parts ...string) string {
 // chownAll gives the test user everything under p.
 func (e *env) chownAll(p string) {
 	e.t.Helper()
-	err := filepath.Walk(p, func(q string, _ os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		return os.Lchown(q, int(e.uid), int(e.gid))
-	})
-	if err != nil {
+	if err := e2etest.ChownAll(p, e.uid, e.gid); err != nil {
 		e.t.Fatal(err)
 	}
 }
@@ -392,7 +381,7 @@ func (e *env) leakedProcesses() []string {
 				break
 			}
 		}
-		if uid != int(e.uid) && !(uid >= subStart && uid < subStart+subCount) {
+		if uid != int(e.uid) && !(uid >= e2etest.SubuidStart && uid < e2etest.SubuidStart+e2etest.SubuidCount) {
 			continue
 		}
 		exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
@@ -405,42 +394,11 @@ func (e *env) leakedProcesses() []string {
 	return out
 }
 
-// The subordinate range the tests give the unprivileged user.
-const (
-	subStart = 400000
-	subCount = 65536
-)
-
-// requireSubuid adds a subordinate id range for the test user to
-// /etc/subuid and /etc/subgid (when it has none) and removes it again.
+// requireSubuid adds the subordinate id range e2etest.SubuidStart,
+// SubuidCount for the test user to /etc/subuid and /etc/subgid (when it has
+// none) and removes it again; the test skips when the user has another
+// range, which the leak check would not recognise.
 func (e *env) requireSubuid() {
-	t := e.t
-	t.Helper()
-	nstest.RequireTools(t, "newuidmap", "newgidmap")
-	line := fmt.Sprintf("%s:%d:%d\n", nstest.TestUser, subStart, subCount)
-	for _, f := range []string{"/etc/subuid", "/etc/subgid"} {
-		b, err := os.ReadFile(f)
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			t.Fatal(err)
-		}
-		if bytes.Contains(b, []byte(line)) {
-			continue // left by an earlier run, or set up by CI
-		}
-		if bytes.Contains(b, []byte(nstest.TestUser+":")) {
-			t.Skipf("%s already gives %s a different range; the leak check assumes %s", f, nstest.TestUser, strings.TrimSpace(line))
-		}
-		if len(b) > 0 && !bytes.HasSuffix(b, []byte("\n")) {
-			b = append(b, '\n')
-		}
-		if err := os.WriteFile(f, append(b, line...), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			cur, err := os.ReadFile(f)
-			if err != nil {
-				return
-			}
-			_ = os.WriteFile(f, bytes.Replace(cur, []byte(line), nil, 1), 0o644)
-		})
-	}
+	e.t.Helper()
+	e2etest.RequireSubuid(e.t, true)
 }

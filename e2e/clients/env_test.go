@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
@@ -23,6 +22,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/slirp-dev/slirp/internal/e2etest"
 	"github.com/slirp-dev/slirp/internal/nstest"
 	"github.com/slirp-dev/slirp/runtime/image/imagetest"
 )
@@ -118,13 +118,7 @@ func (w *world) userDir(parts ...string) string {
 // chownAll gives the test user everything under p.
 func (w *world) chownAll(p string) {
 	w.t.Helper()
-	err := filepath.Walk(p, func(q string, _ os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		return os.Lchown(q, int(w.uid), int(w.gid))
-	})
-	if err != nil {
+	if err := e2etest.ChownAll(p, w.uid, w.gid); err != nil {
 		w.t.Fatal(err)
 	}
 }
@@ -157,15 +151,7 @@ func hasIPv6Loopback() bool {
 }
 
 // freePort returns a TCP port that was free on 127.0.0.1 a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+var freePort = e2etest.FreeTCPPort
 
 // dnsServer answers for one name, on port 53 of a random 127.0.0.0/8
 // address (resolv.conf has no port syntax, and the daemons ask port 53),
@@ -376,42 +362,12 @@ exec setpriv --reuid="$u" --regid="$g" --clear-groups -- "$@"`
 	return cmd
 }
 
-// Subordinate ids for the test user, as cmd/slirprun's tests use them:
-// rootlesskit refuses to start without a range.
-const (
-	subStart = 400000
-	subCount = 65536
-)
-
-// requireSubuid gives the test user a subordinate id range in /etc/subuid
-// and /etc/subgid when it has none, and removes it again when the test
-// ends. A range already there (set up by CI, or by a test of another
-// package running now) is left alone.
+// requireSubuid gives the test user the subordinate id range
+// e2etest.SubuidStart, SubuidCount in /etc/subuid and /etc/subgid when it
+// has none (rootlesskit refuses to start without a range), and removes it
+// again when the test ends. A range already there (set up by CI, or by a
+// test of another package running now) is left alone.
 func (w *world) requireSubuid() {
-	t := w.t
-	t.Helper()
-	nstest.RequireTools(t, "newuidmap", "newgidmap")
-	line := fmt.Sprintf("%s:%d:%d\n", nstest.TestUser, subStart, subCount)
-	for _, f := range []string{"/etc/subuid", "/etc/subgid"} {
-		b, err := os.ReadFile(f)
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			t.Fatal(err)
-		}
-		if bytes.Contains(b, []byte(line)) || bytes.Contains(b, []byte(nstest.TestUser+":")) {
-			continue
-		}
-		if len(b) > 0 && !bytes.HasSuffix(b, []byte("\n")) {
-			b = append(b, '\n')
-		}
-		if err := os.WriteFile(f, append(b, line...), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			cur, err := os.ReadFile(f)
-			if err != nil {
-				return
-			}
-			_ = os.WriteFile(f, bytes.Replace(cur, []byte(line), nil, 1), 0o644)
-		})
-	}
+	w.t.Helper()
+	e2etest.RequireSubuid(w.t, false)
 }

@@ -3,9 +3,10 @@ package clients
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/slirp-dev/slirp/internal/e2etest"
 )
 
 // Built once by TestMain (as root only: every end-to-end test needs root
@@ -36,7 +37,7 @@ func testMain(m *testing.M) int {
 		buildErr = fmt.Errorf("not root")
 		return m.Run()
 	}
-	dir, err := os.MkdirTemp("", "slirp-clients-bin-")
+	dir, err := e2etest.BinDir("slirp-clients-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -50,10 +51,8 @@ func testMain(m *testing.M) int {
 	return m.Run()
 }
 
+// buildBinaries builds the binaries into dir, which any user may enter.
 func buildBinaries(dir string) error {
-	if err := os.Chmod(dir, 0o755); err != nil {
-		return err
-	}
 	for _, b := range []struct {
 		out *string
 		pkg string
@@ -62,22 +61,10 @@ func buildBinaries(dir string) error {
 		{&slirprunBin, "github.com/slirp-dev/slirp/cmd/slirprun"},
 	} {
 		*b.out = filepath.Join(dir, filepath.Base(b.pkg))
-		args := []string{"build", "-o", *b.out}
-		if raceEnabled {
-			args = append(args, "-race")
+		if err := e2etest.GoBuild(*b.out, b.pkg, raceEnabled); err != nil {
+			return err
 		}
-		if out, err := exec.Command("go", append(args, b.pkg)...).CombinedOutput(); err != nil {
-			return fmt.Errorf("go build %s: %v\n%s", b.pkg, err, out)
-		}
-	}
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	data, err := os.ReadFile(self)
-	if err != nil {
-		return err
 	}
 	wrapperBin = filepath.Join(dir, "wrapper")
-	return os.WriteFile(wrapperBin, data, 0o755)
+	return e2etest.CopyExecutable(wrapperBin)
 }

@@ -2,10 +2,8 @@ package reliability
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -13,16 +11,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netns"
-
+	"github.com/slirp-dev/slirp/internal/e2etest"
 	"github.com/slirp-dev/slirp/internal/nstest"
 )
 
@@ -65,32 +60,14 @@ func newEnv(t *testing.T, o envOpts) *env {
 	return e
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // daemon is a running slirp.
 type daemon struct {
+	p              *e2etest.Process
 	cmd            *exec.Cmd
 	pid            int
 	api, pidFile   string
-	stdout, stderr *syncBuffer
-	done           chan struct{}
-	waitErr        error
+	stdout, stderr *e2etest.SyncBuffer
+	done           <-chan struct{}
 }
 
 // startDaemon runs slirp inside router (nsenter --net, which execs it, so
@@ -113,97 +90,34 @@ func startDaemon(t *testing.T, router, guest *nstest.Netns, o envOpts) *daemon {
 	d := &daemon{
 		api:     filepath.Join(dir, "api.sock"),
 		pidFile: filepath.Join(dir, "slirp.pid"),
-		stdout:  &syncBuffer{},
-		stderr:  &syncBuffer{},
-		done:    make(chan struct{}),
 	}
 	args := []string{"--net=" + router.Path, "--", bin,
 		"-r", "3", "--resolv-conf=" + o.resolvConf, "--api-socket=" + d.api, "--pid-file=" + d.pidFile}
 	args = append(append(args, o.args...), strconv.Itoa(guest.PID), "tap0")
-	readyR, readyW, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer readyR.Close()
-	d.cmd = exec.Command("nsenter", args...)
+	cmd := exec.Command("nsenter", args...)
 	// A race report makes the daemon exit 66 at once, which fails the test.
-	d.cmd.Env = append(os.Environ(), "GORACE=halt_on_error=1 exitcode=66 atexit_sleep_ms=0", "GODEBUG="+os.Getenv("DBG_GODEBUG"))
-	d.cmd.Stdout, d.cmd.Stderr = d.stdout, d.stderr
-	d.cmd.ExtraFiles = []*os.File{readyW}
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := d.cmd.Start(); err != nil {
-		t.Fatalf("start slirp: %v", err)
-	}
-	readyW.Close()
-	d.pid = d.cmd.Process.Pid
-	go func() {
-		d.waitErr = d.cmd.Wait()
-		close(d.done)
-	}()
-	t.Cleanup(func() {
-		d.stop(t)
-		if strings.Contains(d.stderr.String(), "WARNING: DATA RACE") {
-			t.Errorf("data race in slirp")
-		}
-		if t.Failed() {
-			t.Logf("slirp %v\nstdout:\n%s\nstderr (last 8 KiB):\n%s", o.args, d.stdout, tail(d.stderr.String(), 8<<10))
-		}
+	cmd.Env = append(os.Environ(), e2etest.RaceEnv, "GODEBUG="+os.Getenv("DBG_GODEBUG"))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// Stopped with SIGTERM within 15 s, or else dumped with SIGQUIT.
+	d.p = e2etest.Start(t, cmd, e2etest.ProcessOptions{
+		Name: "slirp", Args: o.args, ReadyFD: true, ReadyTimeout: 30 * time.Second,
+		StopTimeout: 15 * time.Second, StderrTail: 8 << 10,
+		Stuck: func(t *testing.T, p *e2etest.Process) string { return "; its goroutines:\n" + quit(t, p) },
 	})
-	got := make(chan string, 1)
-	go func() {
-		b, _ := io.ReadAll(readyR)
-		got <- string(b)
-	}()
-	select {
-	case s := <-got:
-		if s != "1" {
-			t.Fatalf("ready fd said %q, want \"1\"; stderr:\n%s", s, d.stderr)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatalf("slirp not ready within 30s; stderr:\n%s", d.stderr)
-	}
+	d.cmd, d.stdout, d.stderr, d.done = d.p.Cmd, d.p.Stdout, d.p.Stderr, d.p.Done()
+	d.pid = d.cmd.Process.Pid
 	return d
 }
 
-func tail(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return "..." + s[len(s)-n:]
-}
-
-// stop sends SIGTERM and waits up to 15 s, then kills.
-func (d *daemon) stop(t *testing.T) {
-	select {
-	case <-d.done:
-		return
-	default:
-	}
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.done:
-	case <-time.After(15 * time.Second):
-		t.Errorf("slirp did not exit within 15s of SIGTERM; its goroutines:\n%s", d.quit(t))
-	}
-}
+// stop sends SIGTERM and waits up to 15 s, then dumps the daemon's
+// goroutines with SIGQUIT.
+func (d *daemon) stop(t *testing.T) { d.p.Stop(t) }
 
 // exitCode waits up to timeout for the daemon to exit and returns its
 // status.
 func (d *daemon) exitCode(t *testing.T, timeout time.Duration) int {
 	t.Helper()
-	select {
-	case <-d.done:
-	case <-time.After(timeout):
-		t.Fatalf("slirp still running %v later", timeout)
-	}
-	var ee *exec.ExitError
-	if errors.As(d.waitErr, &ee) {
-		return ee.ExitCode()
-	}
-	if d.waitErr != nil {
-		t.Fatalf("wait for slirp: %v", d.waitErr)
-	}
-	return 0
+	return d.p.ExitCode(t, timeout)
 }
 
 // usage is what the daemon holds, from /proc.
@@ -462,7 +376,7 @@ type guestProc struct {
 	cmd     *exec.Cmd
 	stdin   io.WriteCloser
 	lines   chan guestReport
-	stderr  *syncBuffer
+	stderr  *e2etest.SyncBuffer
 	last    guestReport
 	gotLast bool
 }
@@ -471,7 +385,7 @@ type guestProc struct {
 // when the test ends, if it is still running.
 func startGuest(t *testing.T, ns *nstest.Netns, args ...string) *guestProc {
 	t.Helper()
-	g := &guestProc{args: args, lines: make(chan guestReport, 4), stderr: &syncBuffer{}}
+	g := &guestProc{args: args, lines: make(chan guestReport, 4), stderr: &e2etest.SyncBuffer{}}
 	g.cmd = ns.Command(context.Background(), guestBin, args...)
 	g.cmd.Env = append(os.Environ(), guestEnv+"=1")
 	g.cmd.Stderr = g.stderr
@@ -562,40 +476,10 @@ func runGuest(t *testing.T, ns *nstest.Netns, timeout time.Duration, args ...str
 }
 
 // inNetns runs f on a thread inside ns, so the sockets f opens live there.
-func inNetns(t *testing.T, ns *nstest.Netns, f func()) {
-	t.Helper()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	target, err := netns.GetFromPath(ns.Path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer target.Close()
-	if err := netns.Set(target); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := netns.Set(orig); err != nil {
-			// Leave the thread locked: it dies with the goroutine.
-			panic(err)
-		}
-	}()
-	f()
-}
+var inNetns = e2etest.InNetns
 
 // waitFor polls cond every 100 ms for up to timeout.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	e2etest.WaitFor(t, timeout, 100*time.Millisecond, what, cond)
 }

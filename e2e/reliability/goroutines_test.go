@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/slirp-dev/slirp/internal/e2etest"
 )
 
 // The goroutine-leak check. The daemon is another process, so its
@@ -38,16 +40,22 @@ func (d *daemon) dumpGoroutines(t *testing.T) map[string]int {
 // runtime prints then.
 func (d *daemon) quit(t *testing.T) string {
 	t.Helper()
-	d.cmd.Process.Signal(syscall.SIGQUIT)
+	return quit(t, d.p)
+}
+
+// quit is daemon.quit for the process p.
+func quit(t *testing.T, p *e2etest.Process) string {
+	t.Helper()
+	p.Cmd.Process.Signal(syscall.SIGQUIT)
 	select {
-	case <-d.done:
+	case <-p.Done():
 	case <-time.After(30 * time.Second):
 		t.Fatalf("slirp did not exit within 30s of SIGQUIT")
 	}
-	out := d.stderr.String()
+	out := p.Stderr.String()
 	i := strings.Index(out, "SIGQUIT: quit")
 	if i < 0 {
-		t.Fatalf("slirp printed no goroutine dump after SIGQUIT; stderr:\n%s", tail(out, 4096))
+		t.Fatalf("slirp printed no goroutine dump after SIGQUIT; stderr:\n%s", e2etest.Tail(out, 4096))
 	}
 	return out[i:]
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/miekg/dns"
 	"golang.org/x/sys/unix"
 
+	"github.com/slirp-dev/slirp/internal/e2etest"
 	"github.com/slirp-dev/slirp/internal/nstest"
 )
 
@@ -123,22 +124,7 @@ func startTestDNS(t *testing.T, ns *nstest.Netns, addr string) {
 		}
 		w.WriteMsg(m)
 	})
-	var pc net.PacketConn
-	var l net.Listener
-	inNetns(t, ns, func() {
-		var err error
-		if pc, err = net.ListenPacket("udp", addr+":53"); err != nil {
-			t.Fatal(err)
-		}
-		if l, err = net.Listen("tcp", addr+":53"); err != nil {
-			t.Fatal(err)
-		}
-	})
-	for _, srv := range []*dns.Server{{PacketConn: pc, Handler: zone}, {Listener: l, Handler: zone}} {
-		done := make(chan struct{})
-		go func() { defer close(done); srv.ActivateAndServe() }()
-		t.Cleanup(func() { srv.Shutdown(); <-done })
-	}
+	e2etest.ServeDNSIn(t, ns, addr, zone)
 }
 
 // isolationEnv is the isolation scenarios' machine: the daemon's namespace

@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/slirp-dev/slirp/internal/e2etest"
 )
 
 // The daemon is built twice by TestMain, into a directory removed when the
@@ -60,13 +62,8 @@ func testMain(m *testing.M) int {
 		race bool
 	}{{slirpBin, raceEnabled}, {slirpLoadBin, false}}
 	for _, b := range builds {
-		args := []string{"build", "-o", b.out}
-		if b.race {
-			args = append(args, "-race")
-		}
-		cmd := exec.Command("go", append(args, "github.com/slirp-dev/slirp/cmd/slirp")...)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "e2e/reliability: building slirp: %v\n%s", err, out)
+		if err := e2etest.GoBuild(b.out, "github.com/slirp-dev/slirp/cmd/slirp", b.race); err != nil {
+			fmt.Fprintf(os.Stderr, "e2e/reliability: building slirp: %v\n", err)
 			return 1
 		}
 	}

@@ -10,13 +10,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/slirp-dev/slirp/internal/e2etest"
 	"github.com/slirp-dev/slirp/portfwd"
 	"github.com/slirp-dev/slirp/portfwd/api"
 	"github.com/slirp-dev/slirp/portfwd/client"
@@ -24,16 +22,6 @@ import (
 
 // These tests serve a real Manager (with kernel sockets of the test's own
 // network namespace as the "namespace" side) on a real unix socket.
-
-type hostOpener struct{}
-
-func (hostOpener) Socket(_ context.Context, domain, typ, proto int) (*os.File, error) {
-	fd, err := unix.Socket(domain, typ|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, proto)
-	if err != nil {
-		return nil, err
-	}
-	return os.NewFile(uintptr(fd), "test socket"), nil
-}
 
 type fixture struct {
 	path   string
@@ -44,7 +32,7 @@ type fixture struct {
 
 func newFixture(t *testing.T, edit func(*api.Config)) *fixture {
 	t.Helper()
-	mgr, err := portfwd.New(portfwd.Config{Opener: hostOpener{}, Guest: netip.MustParseAddr("127.0.0.1")})
+	mgr, err := portfwd.New(portfwd.Config{Opener: e2etest.HostOpener{}, Guest: netip.MustParseAddr("127.0.0.1")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,32 +88,12 @@ func guestEcho(t *testing.T) uint16 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { l.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				io.Copy(c, c)
-			})
-		}
-	})
+	e2etest.ServeTCP(t, l, func(c net.Conn) { io.Copy(c, c) })
 	return uint16(l.Addr().(*net.TCPAddr).Port)
 }
 
-func freeTCPPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+// freeTCPPort returns a TCP port that was free on 127.0.0.1 a moment ago.
+var freeTCPPort = e2etest.FreeTCPPort
 
 func TestSlirp4netnsProtocol(t *testing.T) {
 	f := newFixture(t, nil)
@@ -280,19 +248,22 @@ func TestSlowClients(t *testing.T) {
 
 func TestBusy(t *testing.T) {
 	f := newFixture(t, func(c *api.Config) { c.MaxConns = 1 })
-	hold, err := net.Dial("unix", f.path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hold.Close()
-	// The server takes hold's slot once it has accepted it; until then a
-	// request may still get through, so try a few times.
+	// A connection that sends nothing holds the one slot once its
+	// handler runs. Handlers start in no set order, so the request may
+	// still take the slot first (then hold is the one refused): try again
+	// with a new holder, a bounded number of times.
 	var got string
 	for range 50 {
-		if got = f.request(t, `{"execute":"list_hostfwd"}`); strings.Contains(got, "busy") {
-			break
+		hold, err := net.Dial("unix", f.path)
+		if err != nil {
+			t.Fatal(err)
 		}
 		time.Sleep(20 * time.Millisecond)
+		got = f.request(t, `{"execute":"list_hostfwd"}`)
+		hold.Close()
+		if strings.Contains(got, "busy") {
+			break
+		}
 	}
 	if got != `{"error":{"desc":"busy: too many API connections at once; retry"}}` {
 		t.Errorf("second connection with MaxConns 1: %s", got)

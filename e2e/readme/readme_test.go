@@ -5,6 +5,7 @@ package readme
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slirp-dev/slirp/internal/e2etest"
 	"github.com/slirp-dev/slirp/internal/nstest"
 )
 
@@ -51,26 +53,45 @@ func readmeBlock(t *testing.T) string {
 	return ""
 }
 
-// TestREADMEFirstSession runs the block in a network namespace of its own
-// (so that the host port it publishes, 8080, is free and private), with
-// slirp and slirpctl built from this tree first on PATH, and checks what
-// the README says it shows: the page through the forward, the connection
-// in slirpctl conns, the frames in the capture, and a clean end.
+// TestREADMEFirstSession runs the block as the README says, as a normal
+// user (the unprivileged test user), in a network namespace of its own (so
+// that the host port it publishes, 8080, is free and private), with slirp
+// and slirpctl built from this tree first on PATH, and checks what the
+// README says it shows: the page through the forward, the connection in
+// slirpctl conns, the frames in the capture, and a clean end.
 func TestREADMEFirstSession(t *testing.T) {
-	nstest.RequireRoot(t)
-	nstest.RequireTools(t, "busybox", "tcpdump", "unshare", "nsenter", "ip", "bash")
+	uid, gid := nstest.UnprivilegedUser(t)
+	nstest.RequireUnprivilegedTun(t)
+	nstest.RequireTools(t, "busybox", "tcpdump", "unshare", "nsenter", "ip", "bash", "setpriv")
 	block := readmeBlock(t)
 
-	bin := t.TempDir()
-	build := exec.Command("go", "build", "-o", bin+"/", "github.com/slirp-dev/slirp/cmd/slirp", "github.com/slirp-dev/slirp/cmd/slirpctl")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	// Directories the user may use: the binaries, and TMPDIR for the
+	// block's mktemp.
+	bin, err := e2etest.BinDir("slirp-readme-bin-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(bin) })
+	for _, pkg := range []string{"cmd/slirp", "cmd/slirpctl"} {
+		if err := e2etest.GoBuild(filepath.Join(bin, filepath.Base(pkg)), "github.com/slirp-dev/slirp/"+pkg, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tmp, err := e2etest.BinDir("slirp-readme-tmp-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(tmp) })
+	if err := os.Chown(tmp, int(uid), int(gid)); err != nil {
+		t.Fatal(err)
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "unshare", "--net", "--", "bash", "-euo", "pipefail", "-c", "ip link set lo up\n"+block)
-	cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "TMPDIR="+t.TempDir())
+	// Root brings up the namespace's loopback, then becomes the user.
+	script := fmt.Sprintf(`ip link set lo up && exec setpriv --reuid=%d --regid=%d --clear-groups -- bash -euo pipefail -c "$0"`, uid, gid)
+	cmd := exec.CommandContext(ctx, "unshare", "--net", "--", "sh", "-c", script, block)
+	cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "TMPDIR="+tmp)
 	// Everything the block starts stays in this process group, so that a
 	// failure or a timeout leaves nothing behind.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -93,5 +114,9 @@ func TestREADMEFirstSession(t *testing.T) {
 		if !want.Match(out) {
 			t.Errorf("the output lacks %v:\n%s", want, out)
 		}
+	}
+	// The block removes its directory at the end.
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Errorf("the block left %d entries in TMPDIR", len(left))
 	}
 }

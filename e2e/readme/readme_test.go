@@ -102,6 +102,12 @@ func TestREADMEFirstSession(t *testing.T) {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	}
 	if err != nil {
+		// The block's own files (the daemon's log) say more.
+		logs, _ := filepath.Glob(filepath.Join(tmp, "*", "*.log"))
+		for _, l := range logs {
+			b, _ := os.ReadFile(l)
+			t.Logf("%s:\n%s", l, b)
+		}
 		t.Fatalf("the README block failed: %v\n%s", err, out)
 	}
 	for _, want := range []*regexp.Regexp{

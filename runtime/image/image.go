@@ -316,6 +316,9 @@ func selectFromIndex(index []byte, tag string, blobs blobStore) (v1.Descriptor, 
 		}
 	}
 	d := cands[0]
+	if err := d.Digest.Validate(); err != nil {
+		return v1.Descriptor{}, fmt.Errorf("image index: manifest %q has no valid digest (%v); the layout is damaged, copy the image again", d.Digest, err)
+	}
 	if isIndex(d.MediaType) {
 		p, err := blobs(d.Digest)
 		if err != nil {
@@ -338,6 +341,9 @@ func selectFromIndex(index []byte, tag string, blobs blobStore) (v1.Descriptor, 
 		plat := matchPlatform(ms)
 		if plat == nil {
 			return v1.Descriptor{}, fmt.Errorf("index %s has no manifest for %s/%s", d.Digest, goruntime.GOOS, goruntime.GOARCH)
+		}
+		if err := plat.Digest.Validate(); err != nil {
+			return v1.Descriptor{}, fmt.Errorf("index %s: manifest %q has no valid digest (%v); the layout is damaged, copy the image again", d.Digest, plat.Digest, err)
 		}
 		return *plat, nil
 	}

@@ -2,6 +2,7 @@ package netstack
 
 import (
 	"errors"
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
@@ -137,7 +138,12 @@ func (f *tcpForwarder) handleRequest(r *tcp.ForwarderRequest) {
 		r.Complete(true)
 		return
 	}
-	log := f.s.log.With("flow", flowString(id), "target", p.target.String())
+	// Only debug lines name the flow: formatting it for every connection
+	// costs more than the lines are worth at other levels.
+	log := f.s.log
+	if log.Enabled(f.s.ctx, slog.LevelDebug) {
+		log = log.With("flow", flowString(id), "target", p.target.String())
+	}
 
 	network := "tcp4"
 	if p.target.Addr().Is6() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
@@ -44,7 +45,12 @@ func (f *forward) serveTCP(hc *net.TCPConn, guest netip.AddrPort) {
 	client := hc.RemoteAddr().(*net.TCPAddr).AddrPort()
 	client = netip.AddrPortFrom(client.Addr().Unmap(), client.Port())
 	p := m.pathFor(f.spec.Mode, client.Addr())
-	log := f.log.With("client", client.String(), "path", p.String())
+	// Only debug lines name the client: formatting it for every
+	// connection costs more than the lines are worth at other levels.
+	log := f.log
+	if log.Enabled(m.ctx, slog.LevelDebug) {
+		log = log.With("client", client.String(), "path", p.String())
+	}
 
 	ctx, cancel := context.WithTimeout(m.ctx, m.cfg.ConnectTimeout)
 	gc, err := m.dialTCP(ctx, p, client, guest)

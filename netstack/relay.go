@@ -124,7 +124,7 @@ func (r *tcpRelay) pipe(dst, src net.Conn, ready func() error, count, total *ato
 func (r *tcpRelay) abort() {
 	r.abortOnce.Do(func() {
 		r.guestEP.Abort()
-		if tc, ok := r.host.(*net.TCPConn); ok {
+		if tc, ok := r.host.(interface{ SetLinger(int) error }); ok {
 			_ = tc.SetLinger(0)
 		}
 		r.host.Close()

@@ -256,7 +256,7 @@ func (e *tapEndpoint) readLoop() {
 		var n int
 		var rerr error
 		err := rc.Read(func(fd uintptr) bool {
-			n, rerr = unix.Readv(int(fd), iov)
+			n, rerr = rawReadv(int(fd), iov)
 			return !errors.Is(rerr, unix.EAGAIN)
 		})
 		if err == nil {
@@ -373,7 +373,7 @@ func (e *tapEndpoint) writePacket(pkt *stack.PacketBuffer) tcpip.Error {
 	}
 	bufs = append(bufs, views...)
 	for {
-		_, err := unix.Writev(e.fd, bufs)
+		_, err := rawWritev(e.fd, bufs)
 		switch {
 		case err == nil:
 			return nil

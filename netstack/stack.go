@@ -468,7 +468,11 @@ func (s *Stack) DialHost(ctx context.Context, network, address string) (net.Conn
 		if local.IsValid() {
 			src = netip.AddrPortFrom(local, 0)
 		}
-		return sockconn.DialTCP(ctx, src, addr)
+		c, err := sockconn.DialTCP(ctx, src, addr)
+		if err != nil {
+			return nil, err
+		}
+		return c, nil
 	}
 	var d net.Dialer
 	if local.IsValid() {

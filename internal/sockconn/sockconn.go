@@ -9,11 +9,12 @@ package sockconn
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
 	"os"
+	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -35,7 +36,6 @@ func Sockaddr(ap netip.AddrPort) unix.Sockaddr {
 
 // Connect connects the non-blocking socket f to dst, bounded by ctx.
 func Connect(ctx context.Context, f *os.File, dst netip.AddrPort) error {
-	sa := Sockaddr(dst)
 	rc, err := f.SyscallConn()
 	if err != nil {
 		return err
@@ -43,13 +43,10 @@ func Connect(ctx context.Context, f *os.File, dst netip.AddrPort) error {
 	var cerr error
 	fast := false
 	if err := rc.Control(func(fd uintptr) {
-		cerr = unix.Connect(int(fd), sa)
-		if errors.Is(cerr, unix.EINPROGRESS) {
-			pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
-			if n, err := unix.Poll(pfd, 0); err == nil && n == 1 {
-				fast = true
-				cerr = soError(int(fd))
-			}
+		cerr = rawConnect(fd, dst)
+		if errors.Is(cerr, unix.EINPROGRESS) && rawWritable(fd) {
+			fast = true
+			cerr = soError(int(fd))
 		}
 	}); err != nil {
 		return err
@@ -99,11 +96,60 @@ func Connect(ctx context.Context, f *os.File, dst netip.AddrPort) error {
 	return cerr
 }
 
+// The system calls of a connect are raw (no entersyscall): the socket is
+// non-blocking, so none of them blocks, and announcing them to the
+// scheduler wakes its sysmon thread (see Conn).
+
+// rawConnect is connect(2) of fd to ap.
+func rawConnect(fd uintptr, ap netip.AddrPort) error {
+	var e syscall.Errno
+	switch sa := Sockaddr(ap).(type) {
+	case *unix.SockaddrInet4:
+		raw := unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: sa.Addr}
+		putPort(&raw.Port, sa.Port)
+		_, _, e = unix.RawSyscall(unix.SYS_CONNECT, fd, uintptr(unsafe.Pointer(&raw)), unix.SizeofSockaddrInet4)
+	case *unix.SockaddrInet6:
+		raw := unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: sa.Addr, Scope_id: sa.ZoneId}
+		putPort(&raw.Port, sa.Port)
+		_, _, e = unix.RawSyscall(unix.SYS_CONNECT, fd, uintptr(unsafe.Pointer(&raw)), unix.SizeofSockaddrInet6)
+	}
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+// putPort stores port in network byte order.
+func putPort(p *uint16, port int) {
+	b := (*[2]byte)(unsafe.Pointer(p))
+	b[0], b[1] = byte(port>>8), byte(port)
+}
+
+// rawWritable polls fd for writability without waiting.
+func rawWritable(fd uintptr) bool {
+	pfd := unix.PollFd{Fd: int32(fd), Events: unix.POLLOUT}
+	var ts unix.Timespec
+	n, _, e := unix.RawSyscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&pfd)), 1, uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
+	return e == 0 && n == 1
+}
+
+// rawSetsockoptInt is setsockopt(2) of an int option.
+func rawSetsockoptInt(fd uintptr, level, opt, value int) error {
+	v := int32(value)
+	_, _, e := unix.RawSyscall6(unix.SYS_SETSOCKOPT, fd, uintptr(level), uintptr(opt), uintptr(unsafe.Pointer(&v)), 4, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
 // soError returns the socket's pending error (nil when connected).
 func soError(fd int) error {
-	v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
-	if err != nil {
-		return err
+	var v int32
+	l := uint32(4)
+	_, _, e := unix.RawSyscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_ERROR, uintptr(unsafe.Pointer(&v)), uintptr(unsafe.Pointer(&l)), 0)
+	if e != 0 {
+		return e
 	}
 	if v != 0 {
 		return unix.Errno(v)
@@ -111,37 +157,65 @@ func soError(fd int) error {
 	return nil
 }
 
+// Keepalive on the host side, as Go's dialer sets it: a peer that vanished
+// is found after 15 s idle and 9 unanswered probes 15 s apart.
+const (
+	keepAliveIdle     = 15
+	keepAliveInterval = 15
+	keepAliveCount    = 9
+)
+
 // DialTCP opens a TCP connection from local (zero: any) to dst, with
-// TCP_NODELAY set as Go's own dialer sets it.
-func DialTCP(ctx context.Context, local, dst netip.AddrPort) (net.Conn, error) {
+// TCP_NODELAY and keepalive set as Go's own dialer sets them.
+func DialTCP(ctx context.Context, local, dst netip.AddrPort) (*Conn, error) {
 	family := unix.AF_INET
 	if dst.Addr().Is6() && !dst.Addr().Is4In6() {
 		family = unix.AF_INET6
 	}
-	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return nil, &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(dst), Err: os.NewSyscallError("socket", err)}
+	opErr := func(call string, err error) error {
+		var errno unix.Errno
+		if errors.As(err, &errno) {
+			err = os.NewSyscallError(call, errno)
+		}
+		return &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(dst), Err: err}
 	}
+	r, _, e := unix.RawSyscall(unix.SYS_SOCKET, uintptr(family), unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if e != 0 {
+		return nil, opErr("socket", e)
+	}
+	fd := int(r)
+	// The file registers the socket with the runtime's poller, for the
+	// waits of a slow connect and of the connection's reads and writes.
 	f := os.NewFile(uintptr(fd), "tcp")
-	defer f.Close()
 	if local.Addr().IsValid() {
 		if err := unix.Bind(fd, Sockaddr(local)); err != nil {
-			return nil, &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(dst), Err: os.NewSyscallError("bind", err)}
+			f.Close()
+			return nil, opErr("bind", err)
 		}
 	}
 	if err := Connect(ctx, f, dst); err != nil {
-		var errno unix.Errno
-		if errors.As(err, &errno) {
-			err = os.NewSyscallError("connect", errno)
-		}
-		return nil, &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(dst), Err: err}
+		f.Close()
+		return nil, opErr("connect", err)
 	}
-	c, err := net.FileConn(f)
+	rc, err := f.SyscallConn()
 	if err != nil {
-		return nil, fmt.Errorf("dial tcp %v: %w", dst, err)
+		f.Close()
+		return nil, opErr("connect", err)
 	}
-	if tc, ok := c.(*net.TCPConn); ok {
-		_ = tc.SetNoDelay(true)
+	if err := rc.Control(func(fd uintptr) {
+		for _, o := range [...][3]int{
+			{unix.IPPROTO_TCP, unix.TCP_NODELAY, 1},
+			{unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1},
+			{unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, keepAliveIdle},
+			{unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, keepAliveInterval},
+			{unix.IPPROTO_TCP, unix.TCP_KEEPCNT, keepAliveCount},
+		} {
+			// Best effort, as in Go's dialer.
+			_ = rawSetsockoptInt(fd, o[0], o[1], o[2])
+		}
+	}); err != nil {
+		f.Close()
+		return nil, opErr("setsockopt", err)
 	}
-	return c, nil
+	return &Conn{f: f, rc: rc, remote: dst}, nil
 }

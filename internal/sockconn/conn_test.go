@@ -179,4 +179,14 @@ func TestConnReset(t *testing.T) {
 	if !errors.As(err, &op) || !errors.Is(err, unix.ECONNRESET) {
 		t.Fatalf("Read after the peer's reset: %v, want a *net.OpError with ECONNRESET", err)
 	}
+	// Writing to the dead connection fails (EPIPE, whose SIGPIPE the Go
+	// runtime ignores for sockets) rather than killing the process.
+	for range 3 {
+		if _, err = c.Write([]byte("x")); err != nil {
+			break
+		}
+	}
+	if !errors.Is(err, unix.EPIPE) && !errors.Is(err, unix.ECONNRESET) {
+		t.Fatalf("Write after the peer's reset: %v, want EPIPE or ECONNRESET", err)
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 	"gvisor.dev/gvisor/pkg/waiter"
 )
@@ -53,7 +54,9 @@ func (s *Stack) ListenUDP(addr netip.AddrPort) (net.PacketConn, error) {
 
 // DialTCP connects to a guest address from src. A zero src comes from the
 // gateway; any other source address is used as it is, so a server in the
-// guest sees a forwarded client's real address.
+// guest sees a forwarded client's real address. The connection can wait
+// for data without reading (WaitReadable), so a relay holds no buffer
+// while it is idle (internal/relaycopy).
 func (s *Stack) DialTCP(ctx context.Context, src, dst netip.AddrPort) (net.Conn, error) {
 	if s.isClosing() {
 		return nil, ErrClosed
@@ -61,11 +64,55 @@ func (s *Stack) DialTCP(ctx context.Context, src, dst netip.AddrPort) (net.Conn,
 	if !src.Addr().IsValid() {
 		src = netip.AddrPortFrom(s.sourceFor(dst.Addr()), src.Port())
 	}
-	c, err := gonet.DialTCPWithBind(ctx, s.stack, toFull(src), toFull(dst), protoOf(dst.Addr()))
-	if err != nil {
-		return nil, fmt.Errorf("connect to %v in the guest: %w", dst, err)
+	fail := func(err error) error { return fmt.Errorf("connect to %v in the guest: %w", dst, err) }
+	// As gonet.DialTCPWithBind, keeping the endpoint and its queue.
+	var wq waiter.Queue
+	ep, terr := s.stack.NewEndpoint(tcp.ProtocolNumber, protoOf(dst.Addr()), &wq)
+	if terr != nil {
+		return nil, fail(stackErr(terr))
 	}
-	return c, nil
+	entry, connected := waiter.NewChannelEntry(waiter.WritableEvents)
+	wq.EventRegister(&entry)
+	defer wq.EventUnregister(&entry)
+	if terr := ep.Bind(toFull(src)); terr != nil {
+		ep.Close()
+		return nil, fail(fmt.Errorf("bind %v: %w", src, stackErr(terr)))
+	}
+	terr = ep.Connect(toFull(dst))
+	if _, started := terr.(*tcpip.ErrConnectStarted); started {
+		select {
+		case <-ctx.Done():
+			ep.Close()
+			return nil, fail(ctx.Err())
+		case <-connected:
+		}
+		terr = ep.LastError()
+	}
+	if terr != nil {
+		ep.Close()
+		return nil, fail(stackErr(terr))
+	}
+	return &guestConn{TCPConn: gonet.NewTCPConn(&wq, ep), wq: &wq, ep: ep}, nil
+}
+
+// guestConn is a connection into the guest that can wait for data without
+// reading it.
+type guestConn struct {
+	*gonet.TCPConn
+	wq *waiter.Queue
+	ep tcpip.Endpoint
+}
+
+// WaitReadable blocks until the connection has data, end of stream or an
+// error (closing it counts).
+func (c *guestConn) WaitReadable() error {
+	if c.ep.Readiness(guestEvents) != 0 {
+		return nil
+	}
+	g := newGuestReadiness(c.wq, c.ep)
+	defer g.close()
+	g.wait(nil)
+	return nil
 }
 
 // DialUDP opens a UDP socket connected to a guest address, from src as in

@@ -1,13 +1,8 @@
 package netstack
 
 import (
-	"errors"
-	"net"
-	"syscall"
 	"time"
-	"unsafe"
 
-	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/waiter"
 )
@@ -50,25 +45,3 @@ func (g *guestReadiness) wait(timeout <-chan time.Time) bool {
 }
 
 func (g *guestReadiness) close() { g.wq.EventUnregister(&g.entry) }
-
-// errNotSyscallConn is returned for host connections without a descriptor
-// (tests may dial with anything); their reads simply block with a buffer.
-var errNotSyscallConn = errors.New("not a syscall.Conn")
-
-// hostReadable waits until c has data, end of stream or an error, or its
-// read deadline passes (then it returns the deadline error).
-func hostReadable(c net.Conn) error {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return errNotSyscallConn
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var peek [1]byte
-	return rc.Read(func(fd uintptr) bool {
-		_, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&peek[0])), 1, unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
-		return e != unix.EAGAIN
-	})
-}

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/slirp-dev/slirp/internal/relaycopy"
+	"github.com/slirp-dev/slirp/internal/sockconn"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -234,10 +236,10 @@ func (fl *udpFlow) toGuest() {
 	defer fl.end()
 	for {
 		_ = fl.host.SetReadDeadline(time.Now().Add(fl.idle))
-		err := hostReadable(fl.host)
+		err := sockconn.WaitReadable(fl.host)
 		var n int
 		var bp *[]byte
-		if err == nil || errors.Is(err, errNotSyscallConn) {
+		if err == nil || errors.Is(err, relaycopy.ErrNoWait) {
 			bp = udpBufs.Get().(*[]byte)
 			n, err = fl.host.Read(*bp)
 		}

@@ -10,6 +10,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/slirp-dev/slirp/internal/relaycopy"
+	"github.com/slirp-dev/slirp/internal/sockconn"
 )
 
 // acceptBackoff is how long an accept loop pauses after an error that is
@@ -100,12 +103,6 @@ func reset(c *net.TCPConn) {
 // the byte counters move during long transfers too.
 const spliceChunk = 4 << 20
 
-// copyBufSize is the copy buffer of the preserve path: large enough that
-// a 64 KiB-MTU segment moves in one read.
-const copyBufSize = 256 << 10
-
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
-
 // tcpRelay copies one host connection to its guest connection and back. A
 // FIN in one direction is passed on as a FIN; an error on either side
 // resets both.
@@ -153,24 +150,10 @@ func (r *tcpRelay) pipe(dst, src net.Conn, count, total *atomic.Uint64) {
 			}
 		}
 	} else {
-		bp := copyBufs.Get().(*[]byte)
-		buf := *bp
-		for {
-			n, rerr := src.Read(buf)
-			if n > 0 {
-				if _, werr := dst.Write(buf[:n]); werr != nil {
-					err = werr
-					break
-				}
-				count.Add(uint64(n))
-				total.Add(uint64(n))
-			}
-			if rerr != nil {
-				err = rerr
-				break
-			}
-		}
-		copyBufs.Put(bp)
+		err = relaycopy.Copy(dst, src, readiness(src), func(n int) {
+			count.Add(uint64(n))
+			total.Add(uint64(n))
+		})
 	}
 	if errors.Is(err, io.EOF) {
 		if cw, ok := dst.(closeWriter); ok && cw.CloseWrite() == nil {
@@ -181,6 +164,16 @@ func (r *tcpRelay) pipe(dst, src net.Conn, count, total *atomic.Uint64) {
 		r.counters.errors.Add(1)
 	}
 	r.abort()
+}
+
+// readiness returns the wait for c to become readable that relaycopy.Copy
+// calls before it takes a buffer: a guest connection that can wait by
+// itself (netstack's), or a kernel socket through the poller.
+func readiness(c net.Conn) func() error {
+	if w, ok := c.(interface{ WaitReadable() error }); ok {
+		return w.WaitReadable
+	}
+	return func() error { return sockconn.WaitReadable(c) }
 }
 
 // abort resets both sides (SO_LINGER 0 on kernel sockets; closing a stack

@@ -12,6 +12,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/slirp-dev/slirp/internal/relaycopy"
 )
 
 // Conn is a connected TCP socket that DialTCP opened. It is a net.Conn
@@ -187,3 +189,24 @@ func (c *Conn) SetReadDeadline(t time.Time) error { return c.f.SetReadDeadline(t
 
 // SetWriteDeadline sets the write deadline.
 func (c *Conn) SetWriteDeadline(t time.Time) error { return c.f.SetWriteDeadline(t) }
+
+// WaitReadable blocks until c has data, end of stream or an error, or its
+// read deadline passes (then it returns the deadline error), without
+// reading: a relay takes its buffer only after it (package relaycopy). It
+// works on any connection with a descriptor (syscall.Conn); for others it
+// returns relaycopy.ErrNoWait at once.
+func WaitReadable(c net.Conn) error {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return relaycopy.ErrNoWait
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var peek [1]byte
+	return rc.Read(func(fd uintptr) bool {
+		_, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&peek[0])), 1, unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+		return e != unix.EAGAIN
+	})
+}

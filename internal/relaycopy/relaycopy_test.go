@@ -1,0 +1,107 @@
+package relaycopy
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"testing"
+)
+
+// scriptedReader returns the sizes in reads one Read at a time (a size
+// larger than the buffer fills it), then io.EOF; it records the buffer
+// size of every Read and fails the test if ready was not called first.
+type scriptedReader struct {
+	t       *testing.T
+	reads   []int
+	bufs    []int
+	readied bool
+	next    byte
+}
+
+func (r *scriptedReader) ready() error {
+	r.readied = true
+	return nil
+}
+
+func (r *scriptedReader) Read(b []byte) (int, error) {
+	if !r.readied {
+		r.t.Fatal("Read before ready")
+	}
+	r.readied = false
+	r.bufs = append(r.bufs, len(b))
+	if len(r.reads) == 0 {
+		return 0, io.EOF
+	}
+	n := min(r.reads[0], len(b))
+	r.reads = r.reads[1:]
+	for i := range n {
+		b[i] = r.next
+		r.next++
+	}
+	return n, nil
+}
+
+func TestCopyBufferSizes(t *testing.T) {
+	// Four full small reads make the transfer bulk; a short read ends it.
+	big := 1 << 30
+	r := &scriptedReader{t: t, reads: []int{big, big, big, big, big, big, 10, 5}}
+	var dst bytes.Buffer
+	var counted int
+	err := Copy(&dst, r, r.ready, func(n int) { counted += n })
+	if err != io.EOF {
+		t.Fatalf("Copy = %v, want io.EOF", err)
+	}
+	want := []int{smallBuf, smallBuf, smallBuf, smallBuf, largeBuf, largeBuf, largeBuf, smallBuf, smallBuf}
+	if !equal(r.bufs, want) {
+		t.Errorf("buffer sizes %v, want %v", r.bufs, want)
+	}
+	total := 4*smallBuf + 2*largeBuf + 10 + 5
+	if dst.Len() != total || counted != total {
+		t.Errorf("wrote %d, counted %d; want %d", dst.Len(), counted, total)
+	}
+	for i, c := range dst.Bytes() {
+		if c != byte(i) {
+			t.Fatalf("byte %d = %d, want %d", i, c, byte(i))
+		}
+	}
+}
+
+func equal(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+type failWriter struct{ err error }
+
+func (w failWriter) Write([]byte) (int, error) { return 0, w.err }
+
+func TestCopyErrors(t *testing.T) {
+	boom := errors.New("boom")
+	r := &scriptedReader{t: t, reads: []int{3}}
+	if err := Copy(failWriter{boom}, r, r.ready, nil); err != boom {
+		t.Errorf("Copy to a failing writer = %v, want %v", err, boom)
+	}
+
+	reads := 0
+	src := readerFunc(func(b []byte) (int, error) { reads++; return 1, nil })
+	if err := Copy(io.Discard, src, func() error { return boom }, nil); err != boom || reads != 0 {
+		t.Errorf("Copy with a failing ready = %v after %d reads, want %v after none", err, reads, boom)
+	}
+
+	// ErrNoWait: read anyway (here until the source ends).
+	var dst bytes.Buffer
+	if err := Copy(&dst, bytes.NewReader([]byte("abc")), func() error { return ErrNoWait }, nil); err != io.EOF || dst.String() != "abc" {
+		t.Errorf("Copy with ErrNoWait = %v, %q; want io.EOF, \"abc\"", err, dst.String())
+	}
+}
+
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(b []byte) (int, error) { return f(b) }

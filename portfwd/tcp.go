@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/slirp-dev/slirp/internal/relaycopy"
@@ -99,9 +100,10 @@ func reset(c *net.TCPConn) {
 	c.Close()
 }
 
-// spliceChunk is how much the fast path copies per splice round, so that
-// the byte counters move during long transfers too.
-const spliceChunk = 4 << 20
+// spliceChunk is how much the fast path copies per splice round (one
+// splice(2) each way), so that the byte counters move during long
+// transfers too.
+const spliceChunk = 1 << 20
 
 // tcpRelay copies one host connection to its guest connection and back. A
 // FIN in one direction is passed on as a FIN; an error on either side
@@ -131,7 +133,7 @@ func (r *tcpRelay) run() {
 }
 
 // pipe copies src to dst, counting the bytes in count and total. Between
-// two kernel TCP sockets (the fast path) io.CopyN becomes splice(2), so
+// two kernel TCP sockets (the fast path) it splices (sockconn.Splice), so
 // the bytes never enter user space.
 func (r *tcpRelay) pipe(dst, src net.Conn, count, total *atomic.Uint64) {
 	_, spliced := src.(*net.TCPConn)
@@ -140,14 +142,12 @@ func (r *tcpRelay) pipe(dst, src net.Conn, count, total *atomic.Uint64) {
 	}
 	var err error
 	if spliced {
-		for {
+		srcRC, dstRC, rerr := rawConns(src, dst)
+		for err = rerr; err == nil; {
 			var n int64
-			n, err = io.CopyN(dst, src, spliceChunk)
+			n, err = sockconn.Splice(dstRC, srcRC, spliceChunk)
 			count.Add(uint64(n))
 			total.Add(uint64(n))
-			if err != nil {
-				break
-			}
 		}
 	} else {
 		err = relaycopy.Copy(dst, src, readiness(src), func(n int) {
@@ -164,6 +164,15 @@ func (r *tcpRelay) pipe(dst, src net.Conn, count, total *atomic.Uint64) {
 		r.counters.errors.Add(1)
 	}
 	r.abort()
+}
+
+// rawConns returns the descriptors of two kernel sockets.
+func rawConns(src, dst net.Conn) (srcRC, dstRC syscall.RawConn, err error) {
+	if srcRC, err = src.(syscall.Conn).SyscallConn(); err != nil {
+		return nil, nil, err
+	}
+	dstRC, err = dst.(syscall.Conn).SyscallConn()
+	return srcRC, dstRC, err
 }
 
 // readiness returns the wait for c to become readable that relaycopy.Copy

@@ -15,7 +15,8 @@ type apiStats struct {
 	// it comes back down when connections end, whereas the RSS keeps the
 	// runtime's metadata for the largest heap the process ever had.
 	GoHeapBytes uint64 `json:"go_heap_bytes"`
-	// Goroutines counts goroutines: three per connection relayed.
+	// Goroutines counts goroutines: one per connection relayed, plus one
+	// while the guest's bytes of a connection are being copied.
 	Goroutines uint64 `json:"goroutines"`
 }
 

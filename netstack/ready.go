@@ -8,8 +8,8 @@ import (
 )
 
 // Relays wait for a side to become readable before they take a buffer
-// from a pool, so an idle connection or UDP flow holds no buffer at all:
-// a thousand idle connections then cost their goroutines and little else.
+// from a pool, so an idle connection or UDP flow holds no buffer at all.
+// The TCP relay's guest side does not even wait: see toHostPump.
 
 // guestReadiness waits for data (or end of stream, or an error) on a gVisor
 // endpoint.

@@ -195,6 +195,17 @@ func (f *tcpForwarder) handleRequest(r *tcp.ForwarderRequest) {
 	f.conns[rl] = struct{}{}
 	f.mu.Unlock()
 	log.Debug("TCP connection open")
+	// The relay runs on a goroutine of its own rather than on this one,
+	// whose stack the dial and the handshake grew to 8 KiB: a new
+	// goroutine's stack grows only as far as relaying needs, and a
+	// connection keeps its relay goroutine for life.
+	f.s.wg.Add(1)
+	go f.relay(rl, log)
+}
+
+// relay runs one connection's relay to its end.
+func (f *tcpForwarder) relay(rl *tcpRelay, log *slog.Logger) {
+	defer f.s.wg.Done()
 	rl.run()
 	f.mu.Lock()
 	delete(f.conns, rl)

@@ -10,6 +10,10 @@
 // once moved a megabyte 556 KiB while it sat idle (two 256 KiB buffers,
 // both dirty). The buffer is small (16 KiB) until a few full reads in a row
 // show a bulk transfer, which then reads 128 KiB at a time.
+//
+// Copy is for sources a goroutine waits on (kernel sockets); Burst is for
+// sources that can say "nothing now" and signal when there is more (gVisor
+// endpoints), so that no goroutine waits between bursts.
 package relaycopy
 
 import (
@@ -46,41 +50,82 @@ var ErrNoWait = errors.New("relaycopy: cannot wait for readability")
 // Copy returns io.EOF when src ended cleanly (the caller passes the end
 // on, as a FIN), and otherwise the error that stopped it.
 func Copy(dst io.Writer, src io.Reader, ready func() error, counted func(n int)) error {
-	full := 0
+	var s sizer
 	for {
 		// After a full read more is most likely there already: skip the
 		// wait, which costs a system call on a kernel socket.
-		if full == 0 {
+		if s.full == 0 {
 			if err := ready(); err != nil && !errors.Is(err, ErrNoWait) {
 				return err
 			}
 		}
-		pool := &smallBufs
-		if full >= bulkReads {
-			pool = &largeBufs
-		}
-		bp := pool.Get().(*[]byte)
-		buf := *bp
-		n, rerr := src.Read(buf)
-		if n > 0 {
-			_, werr := dst.Write(buf[:n])
-			if n == len(buf) {
-				full++
-			} else {
-				full = 0
-			}
-			pool.Put(bp)
-			if werr != nil {
-				return werr
-			}
-			if counted != nil {
-				counted(n)
-			}
-		} else {
-			pool.Put(bp)
-		}
-		if rerr != nil {
-			return rerr
+		if _, err := s.copyOnce(dst, src.Read, counted); err != nil {
+			return err
 		}
 	}
+}
+
+// ErrEmpty is what the read function given to Burst.Drain returns when its
+// source has nothing to read right now.
+var ErrEmpty = errors.New("relaycopy: nothing to read now")
+
+// Burst copies one direction of a connection in bursts, for a source that
+// can say it has nothing right now instead of blocking (a gVisor endpoint):
+// the caller runs Drain when the source signals data and needs no goroutine
+// in between. The buffer size carries over from one Drain to the next, as
+// from one read to the next in Copy. The zero value is ready to use; one
+// Drain at a time.
+type Burst struct {
+	s sizer
+}
+
+// Drain copies from read to dst until read returns ErrEmpty (Drain then
+// returns nil), io.EOF (returned as is) or another error, or dst fails.
+// counted is as for Copy.
+func (b *Burst) Drain(dst io.Writer, read func([]byte) (int, error), counted func(n int)) error {
+	for {
+		if _, err := b.s.copyOnce(dst, read, counted); err != nil {
+			if errors.Is(err, ErrEmpty) {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// sizer picks the buffer for the next read: small, or large once bulkReads
+// full reads in a row show a bulk transfer.
+type sizer struct {
+	full int
+}
+
+// copyOnce does one read into a pooled buffer and writes what it got; the
+// buffer goes back to its pool before copyOnce returns. It returns the
+// bytes read and the read's error, or the write's.
+func (s *sizer) copyOnce(dst io.Writer, read func([]byte) (int, error), counted func(n int)) (int, error) {
+	pool := &smallBufs
+	if s.full >= bulkReads {
+		pool = &largeBufs
+	}
+	bp := pool.Get().(*[]byte)
+	buf := *bp
+	n, rerr := read(buf)
+	if n > 0 {
+		_, werr := dst.Write(buf[:n])
+		if n == len(buf) {
+			s.full++
+		} else {
+			s.full = 0
+		}
+		pool.Put(bp)
+		if werr != nil {
+			return n, werr
+		}
+		if counted != nil {
+			counted(n)
+		}
+	} else {
+		pool.Put(bp)
+	}
+	return n, rerr
 }

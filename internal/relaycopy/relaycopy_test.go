@@ -116,3 +116,70 @@ func TestCopyErrors(t *testing.T) {
 type readerFunc func([]byte) (int, error)
 
 func (f readerFunc) Read(b []byte) (int, error) { return f(b) }
+
+func TestBurstDrain(t *testing.T) {
+	// A burst: three full small reads, a short one, then nothing for now.
+	var b Burst
+	var dst bytes.Buffer
+	var bufs []int
+	script := []int{smallBuf, smallBuf, smallBuf, 7}
+	next := byte(0)
+	read := func(p []byte) (int, error) {
+		bufs = append(bufs, len(p))
+		if len(script) == 0 {
+			return 0, ErrEmpty
+		}
+		n := script[0]
+		script = script[1:]
+		for i := range n {
+			p[i] = next
+			next++
+		}
+		return n, nil
+	}
+	counted := 0
+	if err := b.Drain(&dst, read, func(n int) { counted += n }); err != nil {
+		t.Fatalf("Drain = %v, want nil once the source is empty", err)
+	}
+	want := []int{smallBuf, smallBuf, smallBuf, smallBuf, smallBuf}
+	if !equal(bufs, want) {
+		t.Errorf("buffer sizes %v, want %v", bufs, want)
+	}
+	if total := 3*smallBuf + 7; dst.Len() != total || counted != total {
+		t.Errorf("wrote %d, counted %d; want %d", dst.Len(), counted, total)
+	}
+	for i, c := range dst.Bytes() {
+		if c != byte(i) {
+			t.Fatalf("byte %d = %d, want %d", i, c, byte(i))
+		}
+	}
+
+	// Bulk: four full reads make the next one large, also in the next
+	// Drain (the source emptied exactly); a short read ends the bulk.
+	bufs = nil
+	script = []int{smallBuf, smallBuf, smallBuf, smallBuf}
+	if err := b.Drain(io.Discard, read, nil); err != nil {
+		t.Fatal(err)
+	}
+	script = []int{largeBuf, 5}
+	if err := b.Drain(io.Discard, read, nil); err != nil {
+		t.Fatal(err)
+	}
+	want = []int{smallBuf, smallBuf, smallBuf, smallBuf, largeBuf, largeBuf, largeBuf, smallBuf}
+	if !equal(bufs, want) {
+		t.Errorf("buffer sizes %v, want %v", bufs, want)
+	}
+
+	// The end of the stream and errors come back as they are.
+	boom := errors.New("boom")
+	if err := b.Drain(io.Discard, func([]byte) (int, error) { return 0, io.EOF }, nil); err != io.EOF {
+		t.Errorf("Drain at the end = %v, want io.EOF", err)
+	}
+	if err := b.Drain(io.Discard, func([]byte) (int, error) { return 0, boom }, nil); err != boom {
+		t.Errorf("Drain of a failing source = %v, want %v", err, boom)
+	}
+	script = []int{3}
+	if err := b.Drain(failWriter{boom}, read, nil); err != boom {
+		t.Errorf("Drain to a failing writer = %v, want %v", err, boom)
+	}
+}

@@ -1,0 +1,134 @@
+package netstack
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"net/netip"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestTCPRelayPingPong exchanges many small messages of changing sizes, so
+// that the guest side's pump starts, drains and goes idle again over and
+// over; every byte must arrive, in order.
+func TestTCPRelayPingPong(t *testing.T) {
+	env := newTestEnv(t, Config{HostLoopback: true})
+	l, port := hostListener(t)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_, _ = io.Copy(c, c)
+	}()
+	c, err := env.dialTCP(testContext(t), netip.AddrPortFrom(gatewayAddr, port))
+	if err != nil {
+		t.Fatalf("guest connect: %v", err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	msg := make([]byte, 3000)
+	got := make([]byte, len(msg))
+	for i := range 500 {
+		n := 1 + (i*37)%len(msg)
+		for j := range n {
+			msg[j] = byte(i + j)
+		}
+		if _, err := c.Write(msg[:n]); err != nil {
+			t.Fatalf("exchange %d: write: %v", i, err)
+		}
+		if _, err := io.ReadFull(c, got[:n]); err != nil {
+			t.Fatalf("exchange %d: read: %v", i, err)
+		}
+		if !bytes.Equal(got[:n], msg[:n]) {
+			t.Fatalf("exchange %d: echoed bytes differ", i)
+		}
+	}
+}
+
+// TestTCPRelayIdleGoroutines checks what an idle connection keeps: one
+// relay goroutine (the host side), and none for the guest side.
+func TestTCPRelayIdleGoroutines(t *testing.T) {
+	env := newTestEnv(t, Config{HostLoopback: true})
+	l, port := hostListener(t)
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		accepted <- c
+	}()
+	c, err := env.dialTCP(testContext(t), netip.AddrPortFrom(gatewayAddr, port))
+	if err != nil {
+		t.Fatalf("guest connect: %v", err)
+	}
+	defer c.Close()
+	var h net.Conn
+	select {
+	case h = <-accepted:
+	case <-time.After(10 * time.Second):
+		t.Fatal("host never accepted the connection")
+	}
+	defer h.Close()
+	// One byte each way, so that both sides have run.
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	_ = h.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write([]byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(h, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Write([]byte{2}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+
+	var relays, pumps int
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		relays, pumps = countStacks("netstack.(*tcpForwarder).relay"), countStacks("netstack.(*toHostPump).run")
+		if relays == 1 && pumps == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if relays != 1 || pumps != 0 {
+		t.Fatalf("idle connection has %d relay and %d pump goroutines, want 1 and 0", relays, pumps)
+	}
+	// The handshake's goroutine is gone too.
+	if n := countStacks("netstack.(*tcpForwarder).handleRequest"); n != 0 {
+		t.Fatalf("%d handshake goroutines still running, want 0", n)
+	}
+}
+
+// countStacks counts the goroutines running fn (it is on their stack).
+func countStacks(fn string) int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	count := 0
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		for _, line := range strings.Split(g, "\n") {
+			// "created by F" names the parent, not a frame of g.
+			if strings.Contains(line, fn) && !strings.HasPrefix(line, "created by ") {
+				count++
+				break
+			}
+		}
+	}
+	return count
+}

@@ -77,6 +77,10 @@ func (r *tcpRelay) finish(dst net.Conn, err error) {
 type toHostPump struct {
 	r     *tcpRelay
 	entry waiter.Entry
+	// w writes the endpoint's buffers straight to the host socket; when
+	// the host connection has no descriptor (nil), burst copies through
+	// a pooled buffer instead.
+	w     *sockconn.GatherWriter
 	burst relaycopy.Burst
 	// state is pumpIdle, pumpRunning, pumpAgain (running, and notified
 	// since its last read) or pumpStopped.
@@ -95,6 +99,7 @@ const (
 
 func startToHostPump(r *tcpRelay) *toHostPump {
 	p := &toHostPump{r: r, done: make(chan struct{})}
+	p.w, _ = sockconn.NewGatherWriter(r.host)
 	p.entry.Init(p, guestEvents)
 	r.guestWQ.EventRegister(&p.entry)
 	// Bytes that arrived before the registration notified nobody.
@@ -127,11 +132,7 @@ func (p *toHostPump) NotifyEvent(waiter.EventMask) {
 // meanwhile, or until the direction ends.
 func (p *toHostPump) run() {
 	for {
-		err := p.burst.Drain(p.r.host, p.read, func(n int) {
-			p.r.sentToHost.Add(uint64(n))
-			p.r.toHost.Add(uint64(n))
-		})
-		if err != nil {
+		if err := p.drain(); err != nil {
 			p.state.Store(pumpStopped)
 			p.r.guestWQ.EventUnregister(&p.entry)
 			p.r.finish(p.r.host, err)
@@ -145,6 +146,46 @@ func (p *toHostPump) run() {
 		}
 		p.state.Store(pumpRunning)
 	}
+}
+
+// drain copies what the guest endpoint holds to the host. It returns nil
+// once the endpoint is empty, io.EOF at the guest's FIN, or the error that
+// ends the direction.
+func (p *toHostPump) drain() error {
+	if p.w == nil {
+		return p.burst.Drain(p.r.host, p.read, p.counted)
+	}
+	for {
+		// The endpoint hands its buffers to w, which writes them to the
+		// socket without a copy of ours in between (what the endpoint
+		// cannot pass on while the socket is full stays in the endpoint).
+		res, err := p.r.guestEP.Read(p.w, tcpip.ReadOptions{})
+		if res.Count > 0 {
+			p.r.guestEP.ModerateRecvBuf(res.Count)
+			p.counted(res.Count)
+		}
+		// Out of gVisor's lock: write what w gathered and wait for room
+		// if the socket was full.
+		if ferr := p.w.Flush(); ferr != nil {
+			return ferr
+		}
+		switch err.(type) {
+		case nil, *tcpip.ErrBadBuffer:
+			// ErrBadBuffer: w took nothing, the socket being full; Flush
+			// has waited for room.
+		case *tcpip.ErrWouldBlock:
+			return nil
+		case *tcpip.ErrClosedForReceive:
+			return io.EOF
+		default:
+			return stackErr(err)
+		}
+	}
+}
+
+func (p *toHostPump) counted(n int) {
+	p.r.sentToHost.Add(uint64(n))
+	p.r.toHost.Add(uint64(n))
 }
 
 // read reads what the guest endpoint holds without blocking, as

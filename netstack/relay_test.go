@@ -2,6 +2,7 @@ package netstack
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net"
 	"net/netip"
@@ -13,9 +14,28 @@ import (
 
 // TestTCPRelayPingPong exchanges many small messages of changing sizes, so
 // that the guest side's pump starts, drains and goes idle again over and
-// over; every byte must arrive, in order.
+// over; every byte must arrive, in order. Host connections without a
+// descriptor take the pump's other path (a copy through a buffer).
 func TestTCPRelayPingPong(t *testing.T) {
-	env := newTestEnv(t, Config{HostLoopback: true})
+	t.Run("socket", func(t *testing.T) { testPingPong(t, nil) })
+	t.Run("no descriptor", func(t *testing.T) {
+		testPingPong(t, func(ctx context.Context, network string, addr netip.AddrPort) (net.Conn, error) {
+			var d net.Dialer
+			c, err := d.DialContext(ctx, network, addr.String())
+			if err != nil {
+				return nil, err
+			}
+			// Hides SyscallConn; keeps CloseWrite for the half-close.
+			return struct {
+				net.Conn
+				closeWriter
+			}{c, c.(*net.TCPConn)}, nil
+		})
+	})
+}
+
+func testPingPong(t *testing.T, dial DialFunc) {
+	env := newTestEnv(t, Config{HostLoopback: true, Dial: dial})
 	l, port := hostListener(t)
 	go func() {
 		c, err := l.Accept()

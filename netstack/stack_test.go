@@ -242,3 +242,32 @@ func TestCloseEndsLiveConnections(t *testing.T) {
 func itoa(p uint16) string {
 	return netip.AddrPortFrom(netip.IPv4Unspecified(), p).String()[len("0.0.0.0:"):]
 }
+
+// TestUDPRefusedReachesGuest checks that a host port with nothing behind
+// it shows in the guest as it does on a real network: the host's ICMP port
+// unreachable for the flow's first datagram becomes one from the gateway.
+func TestUDPRefusedReachesGuest(t *testing.T) {
+	env := newTestEnv(t, Config{HostLoopback: true})
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := uint16(pc.LocalAddr().(*net.UDPAddr).Port)
+	pc.Close()
+	c, err := env.dialUDP(netip.AddrPortFrom(gatewayAddr, port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	unreachable := env.guest.Stats().ICMP.V4.PacketsReceived.DstUnreachable
+	deadline := time.Now().Add(5 * time.Second)
+	for unreachable.Value() == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if unreachable.Value() == 0 {
+		t.Fatal("the guest got no ICMP destination unreachable for a datagram to a closed host port")
+	}
+}

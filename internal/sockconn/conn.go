@@ -192,9 +192,10 @@ func (c *Conn) SetWriteDeadline(t time.Time) error { return c.f.SetWriteDeadline
 
 // WaitReadable blocks until c has data, end of stream or an error, or its
 // read deadline passes (then it returns the deadline error), without
-// reading: a relay takes its buffer only after it (package relaycopy). It
-// works on any connection with a descriptor (syscall.Conn); for others it
-// returns relaycopy.ErrNoWait at once.
+// reading: a relay takes its buffer only after it (package relaycopy). A
+// pending socket error is returned, not left for the read. It works on any
+// connection with a descriptor (syscall.Conn); for others it returns
+// relaycopy.ErrNoWait at once.
 func WaitReadable(c net.Conn) error {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
@@ -205,8 +206,28 @@ func WaitReadable(c net.Conn) error {
 		return err
 	}
 	var peek [1]byte
-	return rc.Read(func(fd uintptr) bool {
-		_, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&peek[0])), 1, unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
-		return e != unix.EAGAIN
+	var errno syscall.Errno
+	err = rc.Read(func(fd uintptr) bool {
+		for {
+			_, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&peek[0])), 1, unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+			switch e {
+			case unix.EINTR:
+				continue
+			case unix.EAGAIN:
+				return false
+			}
+			errno = e
+			return true
+		}
 	})
+	if err != nil {
+		return err
+	}
+	if errno != 0 {
+		// The peek took the socket's pending error (an ICMP error on a
+		// UDP socket, a reset TCP connection): the kernel reports it
+		// once, so it is returned here rather than lost to the read.
+		return os.NewSyscallError("recvfrom", errno)
+	}
+	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slirp-dev/slirp/internal/relaycopy"
 	"golang.org/x/sys/unix"
 )
 
@@ -189,4 +190,64 @@ func TestConnReset(t *testing.T) {
 	if !errors.Is(err, unix.EPIPE) && !errors.Is(err, unix.ECONNRESET) {
 		t.Fatalf("Write after the peer's reset: %v, want EPIPE or ECONNRESET", err)
 	}
+}
+
+func TestWaitReadable(t *testing.T) {
+	c, peer := connPair(t, "tcp4", "127.0.0.1:0")
+	// Data: readable, and the byte is still there to read.
+	if _, err := peer.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if err := WaitReadable(c); err != nil {
+		t.Fatalf("WaitReadable with data waiting = %v", err)
+	}
+	if b := make([]byte, 2); mustRead(t, c, b) != "x" {
+		t.Fatal("WaitReadable consumed data")
+	}
+	// Nothing comes: the read deadline ends the wait.
+	c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if err := WaitReadable(c); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("WaitReadable past the deadline = %v, want os.ErrDeadlineExceeded", err)
+	}
+	// A reset: the pending error is returned, not lost to the peek.
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	peer.(*net.TCPConn).SetLinger(0)
+	peer.Close()
+	if err := WaitReadable(c); !errors.Is(err, unix.ECONNRESET) {
+		t.Fatalf("WaitReadable after the peer's reset = %v, want ECONNRESET", err)
+	}
+
+	// A connected UDP socket whose datagram met a closed port.
+	closed, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := closed.LocalAddr().String()
+	closed.Close()
+	u, err := net.Dial("udp4", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	if _, err := u.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	u.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if err := WaitReadable(u); !errors.Is(err, unix.ECONNREFUSED) {
+		t.Fatalf("WaitReadable after port unreachable = %v, want ECONNREFUSED", err)
+	}
+
+	if err := WaitReadable(struct{ net.Conn }{c}); !errors.Is(err, relaycopy.ErrNoWait) {
+		t.Fatalf("WaitReadable without a descriptor = %v, want ErrNoWait", err)
+	}
+}
+
+func mustRead(t *testing.T, c net.Conn, b []byte) string {
+	t.Helper()
+	n, err := c.Read(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b[:n])
 }

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"sync"
+	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
@@ -116,7 +119,9 @@ func (c *guestConn) WaitReadable() error {
 }
 
 // DialUDP opens a UDP socket connected to a guest address, from src as in
-// DialTCP.
+// DialTCP. Like DialTCP's connections it can wait for a datagram without
+// reading (WaitReadable, which honours the read deadline), so that an idle
+// flow holds no buffer.
 func (s *Stack) DialUDP(src, dst netip.AddrPort) (net.Conn, error) {
 	if s.isClosing() {
 		return nil, ErrClosed
@@ -124,12 +129,77 @@ func (s *Stack) DialUDP(src, dst netip.AddrPort) (net.Conn, error) {
 	if !src.Addr().IsValid() {
 		src = netip.AddrPortFrom(s.sourceFor(dst.Addr()), src.Port())
 	}
-	laddr, raddr := toFull(src), toFull(dst)
-	c, err := gonet.DialUDP(s.stack, &laddr, &raddr, protoOf(dst.Addr()))
-	if err != nil {
-		return nil, fmt.Errorf("udp to %v in the guest: %w", dst, err)
+	fail := func(err error) error { return fmt.Errorf("udp to %v in the guest: %w", dst, err) }
+	// As gonet.DialUDP, keeping the endpoint and its queue.
+	var wq waiter.Queue
+	ep, terr := s.stack.NewEndpoint(udp.ProtocolNumber, protoOf(dst.Addr()), &wq)
+	if terr != nil {
+		return nil, fail(stackErr(terr))
 	}
-	return c, nil
+	if terr := ep.Bind(toFull(src)); terr != nil {
+		ep.Close()
+		return nil, fail(fmt.Errorf("bind %v: %w", src, stackErr(terr)))
+	}
+	if terr := ep.Connect(toFull(dst)); terr != nil {
+		ep.Close()
+		return nil, fail(stackErr(terr))
+	}
+	return &guestUDPConn{UDPConn: gonet.NewUDPConn(&wq, ep), wq: &wq, ep: ep}, nil
+}
+
+// guestUDPConn is a connected UDP socket into the guest that can wait for
+// a datagram without reading it.
+type guestUDPConn struct {
+	*gonet.UDPConn
+	wq *waiter.Queue
+	ep tcpip.Endpoint
+
+	mu           sync.Mutex
+	readDeadline time.Time
+}
+
+// SetReadDeadline also sets the deadline WaitReadable keeps.
+func (c *guestUDPConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.readDeadline = t
+	c.mu.Unlock()
+	return c.UDPConn.SetReadDeadline(t)
+}
+
+// SetDeadline sets both deadlines, as net.Conn's does.
+func (c *guestUDPConn) SetDeadline(t time.Time) error {
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.UDPConn.SetWriteDeadline(t)
+}
+
+// WaitReadable blocks until a datagram (or an error) is there to read, or
+// until the read deadline passes: then it returns os.ErrDeadlineExceeded,
+// as a read would.
+func (c *guestUDPConn) WaitReadable() error {
+	if c.ep.Readiness(guestEvents) != 0 {
+		return nil
+	}
+	c.mu.Lock()
+	deadline := c.readDeadline
+	c.mu.Unlock()
+	var timeout <-chan time.Time
+	if !deadline.IsZero() {
+		d := time.Until(deadline)
+		if d <= 0 {
+			return os.ErrDeadlineExceeded
+		}
+		t := time.NewTimer(d)
+		defer t.Stop()
+		timeout = t.C
+	}
+	g := newGuestReadiness(c.wq, c.ep)
+	defer g.close()
+	if !g.wait(timeout) {
+		return os.ErrDeadlineExceeded
+	}
+	return nil
 }
 
 // sourceFor is the gateway address of dst's family.

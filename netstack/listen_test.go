@@ -1,8 +1,10 @@
 package netstack
 
 import (
+	"errors"
 	"io"
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 
@@ -94,5 +96,62 @@ func TestDialTCPRefusedByGuest(t *testing.T) {
 	_, err := env.stack.DialTCP(testContext(t), netip.AddrPort{}, netip.AddrPortFrom(guestAddr, 8081))
 	if err == nil {
 		t.Fatal("dial to a closed guest port succeeded")
+	}
+}
+
+// TestDialUDPWaitReadable opens a flow to a UDP server in the guest, as a
+// port forward's preserve path does, and waits for the reply without
+// reading it, within the read deadline.
+func TestDialUDPWaitReadable(t *testing.T) {
+	env := newTestEnv(t, Config{})
+	server := toFull1(netip.AddrPortFrom(guestAddr, 5353))
+	g, err := gonet.DialUDP(env.guest, &server, nil, ipv4.ProtocolNumber)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+
+	client := netip.MustParseAddrPort("192.0.2.7:40000")
+	c, err := env.stack.DialUDP(client, netip.AddrPortFrom(guestAddr, 5353))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	w, ok := c.(interface{ WaitReadable() error })
+	if !ok {
+		t.Fatalf("%T cannot wait for a datagram", c)
+	}
+	// Nothing yet: the read deadline ends the wait as it would end a read.
+	c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if err := w.WaitReadable(); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("WaitReadable before any reply = %v, want os.ErrDeadlineExceeded", err)
+	}
+	// The guest's server answers the client's datagram.
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write([]byte("query")); err != nil {
+		t.Fatal(err)
+	}
+	g.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 100)
+	n, from, err := g.ReadFrom(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if from.String() != client.String() || string(buf[:n]) != "query" {
+		t.Fatalf("the guest got %q from %v, want \"query\" from %v", buf[:n], from, client)
+	}
+	if _, err := g.WriteTo([]byte("answer"), from); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WaitReadable(); err != nil {
+		t.Fatalf("WaitReadable with a reply waiting = %v", err)
+	}
+	if n, err := c.Read(buf); err != nil || string(buf[:n]) != "answer" {
+		t.Fatalf("read after the wait = %q, %v; want \"answer\"", buf[:n], err)
+	}
+	// SetDeadline sets the wait's deadline too.
+	c.SetDeadline(time.Now().Add(50 * time.Millisecond))
+	if err := w.WaitReadable(); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("WaitReadable after SetDeadline = %v, want os.ErrDeadlineExceeded", err)
 	}
 }

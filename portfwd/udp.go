@@ -11,12 +11,16 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/slirp-dev/slirp/internal/relaycopy"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 )
 
 // maxDatagram is the largest UDP payload.
 const maxDatagram = 65535
+
+// datagramBufs hold one datagram each, for the time it takes to pass it on.
+var datagramBufs = sync.Pool{New: func() any { b := make([]byte, maxDatagram); return &b }}
 
 // udpListener is one host UDP socket of a forward. Each client address is a
 // flow with its own socket on the guest side, so the guest's replies find
@@ -241,23 +245,32 @@ func (fl *udpFlow) replies() {
 	c := &u.f.counters
 	idle := u.f.m.cfg.UDPIdleTimeout
 	defer fl.end()
-	buf := make([]byte, maxDatagram)
+	ready := readiness(fl.conn)
 	for {
 		last := time.Unix(0, fl.lastActive.Load())
 		if time.Since(last) >= idle {
 			return
 		}
 		_ = fl.conn.SetReadDeadline(last.Add(idle))
-		n, err := fl.conn.Read(buf)
-		if n > 0 {
-			if werr := u.write(buf[:n], fl.client, fl.local); werr != nil {
-				c.dropped.Add(1)
-				u.f.log.Debug("udp reply to the client failed", "client", fl.client.String(), "err", werr)
-			} else {
-				fl.info.toHost.Add(uint64(n))
-				c.toHost.Add(uint64(n))
-				fl.touch()
+		// Wait for a datagram before taking a buffer: a flow that waits
+		// for its idle timeout holds none (a 64 KiB buffer per flow was
+		// 12-68 KiB resident each).
+		err := ready()
+		if err == nil || errors.Is(err, relaycopy.ErrNoWait) {
+			bp := datagramBufs.Get().(*[]byte)
+			var n int
+			n, err = fl.conn.Read(*bp)
+			if n > 0 {
+				if werr := u.write((*bp)[:n], fl.client, fl.local); werr != nil {
+					c.dropped.Add(1)
+					u.f.log.Debug("udp reply to the client failed", "client", fl.client.String(), "err", werr)
+				} else {
+					fl.info.toHost.Add(uint64(n))
+					c.toHost.Add(uint64(n))
+					fl.touch()
+				}
 			}
+			datagramBufs.Put(bp)
 		}
 		switch {
 		case err == nil:

@@ -25,12 +25,19 @@ const (
 	reclaimRounds = 6
 )
 
+// quietCheckInterval is how often a network checks once it has been quiet
+// for quietAfter checks with nothing left to reclaim: an idle daemon next
+// to every container should not wake every 2 s for nothing.
+const (
+	quietCheckInterval = 30 * time.Second
+	quietAfter         = 15
+)
+
 // reclaimIdleMemory runs until the network closes.
 func (n *Network) reclaimIdleMemory() {
-	t := time.NewTicker(idleCheckInterval)
+	t := time.NewTimer(idleCheckInterval)
 	defer t.Stop()
-	var last, lastFlows uint64
-	var idleTicks, nextAt, rounds int
+	var r reclaimer
 	for {
 		select {
 		case <-n.ctx.Done():
@@ -38,29 +45,49 @@ func (n *Network) reclaimIdleMemory() {
 		case <-t.C:
 		}
 		st := n.stack.Stats()
-		total := st.LinkRxBytes + st.LinkTxBytes
-		moved := total - last
-		last = total
 		flows := st.TCPOpened + st.TCPFailed + st.TCPDropped + st.UDPOpened + st.UDPDropped
-		newFlows := flows - lastFlows
-		lastFlows = flows
-		switch {
-		case moved >= busyBytes || newFlows >= busyFlows:
-			rounds, idleTicks, nextAt = reclaimRounds, 0, 1
-		case moved > 0:
-			idleTicks = 0
-		case rounds > 0:
-			idleTicks++
-			if idleTicks < nextAt {
-				continue
-			}
+		reclaim, next := r.check(st.LinkRxBytes+st.LinkTxBytes, flows)
+		if reclaim {
 			// Two collections: sync.Pool keeps what it holds through
 			// one (its victim cache) and drops it at the next.
 			runtime.GC()
 			debug.FreeOSMemory()
-			rounds--
-			nextAt *= 2
-			n.log.Debug("network idle: returned free memory to the kernel", "rounds_left", rounds)
+			n.log.Debug("network idle: returned free memory to the kernel", "rounds_left", r.rounds)
+		}
+		t.Reset(next)
+	}
+}
+
+// reclaimer decides, from the network's traffic counters at each check,
+// when to hand memory back and when to check next.
+type reclaimer struct {
+	last, lastFlows uint64
+	// idleTicks counts checks without traffic; rounds is how many
+	// reclaims are left after the last burst, the next at nextAt idle
+	// checks.
+	idleTicks, nextAt, rounds int
+}
+
+// check takes the total bytes and flows so far. It returns whether to
+// reclaim now and how long to wait before the next check.
+func (r *reclaimer) check(bytes, flows uint64) (reclaim bool, next time.Duration) {
+	moved, newFlows := bytes-r.last, flows-r.lastFlows
+	r.last, r.lastFlows = bytes, flows
+	switch {
+	case moved >= busyBytes || newFlows >= busyFlows:
+		r.rounds, r.idleTicks, r.nextAt = reclaimRounds, 0, 1
+	case moved > 0 || newFlows > 0:
+		r.idleTicks = 0
+	default:
+		r.idleTicks++
+		if r.rounds > 0 && r.idleTicks >= r.nextAt {
+			r.rounds--
+			r.nextAt *= 2
+			reclaim = true
 		}
 	}
+	if r.rounds == 0 && r.idleTicks >= quietAfter {
+		return reclaim, quietCheckInterval
+	}
+	return reclaim, idleCheckInterval
 }

@@ -3,6 +3,7 @@ package sockconn
 import (
 	"io"
 	"os"
+	"runtime"
 	"sync"
 	"syscall"
 
@@ -26,8 +27,15 @@ const spliceFlags = unix.SPLICE_F_NONBLOCK | unix.SPLICE_F_MOVE
 type splicePipe struct {
 	r, w int
 	data int
+	// cleanup closes r and w once the pipe is garbage.
+	cleanup runtime.Cleanup
 }
 
+// splicePipes holds drained pipes for the next copy. A sync.Pool drops
+// what it holds over two garbage collections, so each pipe carries a
+// cleanup that closes its descriptors when it is dropped (as Go's own
+// splice pool does); without it every collection leaked the pooled pipes'
+// descriptors.
 var splicePipes sync.Pool
 
 func getPipe() (*splicePipe, error) {
@@ -40,15 +48,22 @@ func getPipe() (*splicePipe, error) {
 	}
 	// A larger pipe moves more per call; the default (64 KiB) still works.
 	_, _ = unix.FcntlInt(uintptr(fds[1]), unix.F_SETPIPE_SZ, maxSplice)
-	return &splicePipe{r: fds[0], w: fds[1]}, nil
+	p := &splicePipe{r: fds[0], w: fds[1]}
+	p.cleanup = runtime.AddCleanup(p, closePipe, fds)
+	return p, nil
+}
+
+func closePipe(fds [2]int) {
+	unix.Close(fds[0])
+	unix.Close(fds[1])
 }
 
 // putPipe pools a drained pipe and closes one that still holds bytes (the
 // copy failed half-way): they would leak into the next connection.
 func putPipe(p *splicePipe) {
 	if p.data != 0 {
-		unix.Close(p.r)
-		unix.Close(p.w)
+		p.cleanup.Stop()
+		closePipe([2]int{p.r, p.w})
 		return
 	}
 	splicePipes.Put(p)

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
+	"runtime"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // tcpPair returns both ends of a loopback TCP connection.
@@ -104,4 +107,50 @@ func TestSpliceClosedDestination(t *testing.T) {
 	if b, _ := io.ReadAll(server2); string(b) != "fresh" {
 		t.Fatalf("next connection got %q, want \"fresh\"", b)
 	}
+}
+
+// TestSplicePipesClosedWhenDropped checks that pooled pipes do not leak
+// their descriptors when the pool drops them (a sync.Pool empties over two
+// garbage collections).
+func TestSplicePipesClosedWhenDropped(t *testing.T) {
+	// Empty the pool first (it may hold pipes of other tests), so that
+	// the pipes below are new.
+	for range 3 {
+		runtime.GC()
+	}
+	time.Sleep(50 * time.Millisecond)
+	before := openFDs(t)
+	var pipes []*splicePipe
+	for range 8 {
+		p, err := getPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pipes = append(pipes, p)
+	}
+	if got := openFDs(t); got < before+16 {
+		t.Fatalf("%d descriptors open with 8 pipes, want at least %d", got, before+16)
+	}
+	for _, p := range pipes {
+		putPipe(p)
+	}
+	pipes = nil
+	// Cleanups run on their own goroutine after the collection that
+	// frees the pipe: poll, bounded.
+	for i := 0; i < 100 && openFDs(t) > before; i++ {
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := openFDs(t); got > before {
+		t.Fatalf("%d descriptors open after the pool dropped its pipes, want %d", got, before)
+	}
+}
+
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
 }

@@ -45,3 +45,30 @@ func (g *guestReadiness) wait(timeout <-chan time.Time) bool {
 }
 
 func (g *guestReadiness) close() { g.wq.EventUnregister(&g.entry) }
+
+// guestRoom waits for room in a gVisor endpoint's send buffer (or an
+// error, which the next write reports).
+type guestRoom struct {
+	ep    tcpip.Endpoint
+	wq    *waiter.Queue
+	entry waiter.Entry
+	ch    chan struct{}
+}
+
+const roomEvents = waiter.WritableEvents | waiter.EventHUp | waiter.EventErr
+
+func newGuestRoom(wq *waiter.Queue, ep tcpip.Endpoint) *guestRoom {
+	g := &guestRoom{ep: ep, wq: wq}
+	g.entry, g.ch = waiter.NewChannelEntry(roomEvents)
+	wq.EventRegister(&g.entry)
+	return g
+}
+
+// wait returns once the endpoint is writable or has failed.
+func (g *guestRoom) wait() {
+	for g.ep.Readiness(roomEvents) == 0 {
+		<-g.ch
+	}
+}
+
+func (g *guestRoom) close() { g.wq.EventUnregister(&g.entry) }

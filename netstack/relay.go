@@ -46,14 +46,83 @@ type closeWriter interface{ CloseWrite() error }
 // toHostPump, which has no goroutine while the guest is quiet.
 func (r *tcpRelay) run() {
 	toHost := startToHostPump(r)
-	err := relaycopy.Copy(r.guest, r.host, func() error { return sockconn.WaitReadable(r.host) }, func(n int) {
-		r.sentToGuest.Add(uint64(n))
-		r.toGuest.Add(uint64(n))
-	})
-	r.finish(r.guest, err)
+	r.finish(r.guest, r.copyToGuest())
 	<-toHost.done
 	r.guest.Close()
 	r.host.Close()
+}
+
+func (r *tcpRelay) countToGuest(n int) {
+	r.sentToGuest.Add(uint64(n))
+	r.toGuest.Add(uint64(n))
+}
+
+// copyToGuest copies the host's bytes to the guest until the host's stream
+// ends (io.EOF) or fails. The guest endpoint reads them from the host
+// socket straight into its own buffers (sockconn.Queued), so they are not
+// copied through a buffer of ours first. A host connection without a
+// descriptor is copied through a pooled buffer.
+func (r *tcpRelay) copyToGuest() error {
+	q, ok := sockconn.NewQueued(r.host)
+	if !ok {
+		return relaycopy.Copy(r.guest, r.host, func() error { return sockconn.WaitReadable(r.host) }, r.countToGuest)
+	}
+	var room *guestRoom
+	defer func() {
+		if room != nil {
+			room.close()
+		}
+	}()
+	for {
+		if err := sockconn.WaitReadable(r.host); err != nil {
+			return err
+		}
+		n, err := q.Fill()
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			// Readable with nothing queued: the end of the stream (or
+			// bytes that came in just now); a plain read tells.
+			if err := r.readOnce(); err != nil {
+				return err
+			}
+			continue
+		}
+		for q.Len() > 0 {
+			written, terr := r.guestEP.Write(q, tcpip.WriteOptions{})
+			r.countToGuest(int(written))
+			if err := q.Err(); err != nil {
+				return err
+			}
+			switch terr.(type) {
+			case nil:
+			case *tcpip.ErrWouldBlock:
+				// The send buffer is full: wait for room (what the
+				// endpoint did not take is still in the host socket).
+				if room == nil {
+					room = newGuestRoom(r.guestWQ, r.guestEP)
+				}
+				room.wait()
+			default:
+				return stackErr(terr)
+			}
+		}
+	}
+}
+
+// readOnce reads the host once into a small buffer and passes on what it
+// got; io.EOF at the end of the stream.
+func (r *tcpRelay) readOnce() error {
+	var b [512]byte
+	n, err := r.host.Read(b[:])
+	if n > 0 {
+		if _, werr := r.guest.Write(b[:n]); werr != nil {
+			return werr
+		}
+		r.countToGuest(n)
+	}
+	return err
 }
 
 // finish ends one direction after its copy returned err: io.EOF is passed

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/slirp-dev/slirp/internal/relaycopy"
+	"github.com/slirp-dev/slirp/internal/sockconn"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
@@ -57,9 +59,9 @@ func (s *Stack) ListenUDP(addr netip.AddrPort) (net.PacketConn, error) {
 
 // DialTCP connects to a guest address from src. A zero src comes from the
 // gateway; any other source address is used as it is, so a server in the
-// guest sees a forwarded client's real address. The connection can wait
-// for data without reading (WaitReadable), so a relay holds no buffer
-// while it is idle (internal/relaycopy).
+// guest sees a forwarded client's real address. The connection can copy
+// to and from a kernel socket without a buffer of the caller's (CopyTo,
+// CopyFrom), and wait for data without reading (WaitReadable).
 func (s *Stack) DialTCP(ctx context.Context, src, dst netip.AddrPort) (net.Conn, error) {
 	if s.isClosing() {
 		return nil, ErrClosed
@@ -104,6 +106,32 @@ type guestConn struct {
 	*gonet.TCPConn
 	wq *waiter.Queue
 	ep tcpip.Endpoint
+}
+
+// CopyFrom copies src into the connection until src's stream ends
+// (io.EOF) or fails, calling counted with the bytes written. A kernel
+// socket's bytes go straight into the stack's buffers (see
+// copySocketToGuest).
+func (c *guestConn) CopyFrom(src net.Conn, counted func(int)) error {
+	return copySocketToGuest(c.ep, c.wq, c.TCPConn, src, counted)
+}
+
+// CopyTo copies the connection to dst until the guest's FIN (io.EOF) or an
+// error, calling counted with the bytes read. To a kernel socket the
+// stack's buffers are written where they lie (see drainToSocket).
+func (c *guestConn) CopyTo(dst net.Conn, counted func(int)) error {
+	w, ok := sockconn.NewGatherWriter(dst)
+	if !ok {
+		return relaycopy.Copy(dst, c, c.WaitReadable, counted)
+	}
+	g := newGuestReadiness(c.wq, c.ep)
+	defer g.close()
+	for {
+		if err := drainToSocket(c.ep, w, counted); err != nil {
+			return err
+		}
+		g.wait(nil)
+	}
 }
 
 // WaitReadable blocks until the connection has data, end of stream or an

@@ -1,10 +1,14 @@
 package netstack
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"errors"
 	"io"
+	"net"
 	"net/netip"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -154,4 +158,120 @@ func TestDialUDPWaitReadable(t *testing.T) {
 	if err := w.WaitReadable(); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("WaitReadable after SetDeadline = %v, want os.ErrDeadlineExceeded", err)
 	}
+}
+
+// TestDialTCPCopy relays a kernel socket to a server in the guest with
+// CopyFrom and CopyTo, as a port forward's preserve path does: 4 MiB each
+// way intact, and each side's end of stream passed on.
+func TestDialTCPCopy(t *testing.T) {
+	env := newTestEnv(t, Config{})
+	l, err := gonet.ListenTCP(env.guest, toFull1(netip.AddrPortFrom(guestAddr, 8080)), ipv4.ProtocolNumber)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	// The guest's server sends its own 4 MiB, and echoes the SHA-256 of
+	// what it read once the client's side ends.
+	fromGuest := make([]byte, 4<<20)
+	for i := range fromGuest {
+		fromGuest[i] = byte(i * 31)
+	}
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		go c.Write(fromGuest)
+		h := sha256.New()
+		if _, err := io.Copy(h, c); err != nil {
+			return
+		}
+		c.Write(h.Sum(nil))
+		c.(*gonet.TCPConn).CloseWrite()
+	}()
+
+	g, err := env.stack.DialTCP(testContext(t), netip.MustParseAddrPort("192.0.2.7:40000"), netip.AddrPortFrom(guestAddr, 8080))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	copier, ok := g.(interface {
+		CopyTo(net.Conn, func(int)) error
+		CopyFrom(net.Conn, func(int)) error
+	})
+	if !ok {
+		t.Fatalf("%T cannot copy itself", g)
+	}
+	client, relayEnd := tcpSocketPair(t)
+
+	var toGuest, toClient atomic.Int64
+	errs := make(chan error, 2)
+	go func() {
+		err := copier.CopyFrom(relayEnd, func(n int) { toGuest.Add(int64(n)) })
+		if err == io.EOF {
+			err = g.(interface{ CloseWrite() error }).CloseWrite()
+		}
+		errs <- err
+	}()
+	go func() {
+		err := copier.CopyTo(relayEnd, func(n int) { toClient.Add(int64(n)) })
+		if err == io.EOF {
+			err = relayEnd.(*net.TCPConn).CloseWrite()
+		}
+		errs <- err
+	}()
+
+	toServer := make([]byte, 4<<20)
+	for i := range toServer {
+		toServer[i] = byte(i * 17)
+	}
+	go func() {
+		client.Write(toServer)
+		client.(*net.TCPConn).CloseWrite()
+	}()
+	client.SetReadDeadline(time.Now().Add(30 * time.Second))
+	got, err := io.ReadAll(client)
+	if err != nil {
+		t.Fatalf("client read after %d bytes: %v", len(got), err)
+	}
+	digest := sha256.Sum256(toServer)
+	want := append(append([]byte{}, fromGuest...), digest[:]...)
+	if !bytes.Equal(got, want) {
+		t.Fatalf("the client got %d bytes that differ from the guest's %d and the digest of what it sent", len(got), len(fromGuest))
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatalf("copy: %v", err)
+		}
+	}
+	if toGuest.Load() != int64(len(toServer)) || toClient.Load() != int64(len(want)) {
+		t.Fatalf("counted %d to the guest and %d to the client, want %d and %d", toGuest.Load(), toClient.Load(), len(toServer), len(want))
+	}
+}
+
+// tcpSocketPair returns both ends of a loopback TCP connection.
+func tcpSocketPair(t *testing.T) (net.Conn, net.Conn) {
+	t.Helper()
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	acc := make(chan net.Conn, 1)
+	go func() {
+		c, _ := l.Accept()
+		acc <- c
+	}()
+	a, err := net.Dial("tcp4", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := <-acc
+	if b == nil {
+		a.Close()
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
 }

@@ -58,71 +58,9 @@ func (r *tcpRelay) countToGuest(n int) {
 }
 
 // copyToGuest copies the host's bytes to the guest until the host's stream
-// ends (io.EOF) or fails. The guest endpoint reads them from the host
-// socket straight into its own buffers (sockconn.Queued), so they are not
-// copied through a buffer of ours first. A host connection without a
-// descriptor is copied through a pooled buffer.
+// ends (io.EOF) or fails; see copySocketToGuest.
 func (r *tcpRelay) copyToGuest() error {
-	q, ok := sockconn.NewQueued(r.host)
-	if !ok {
-		return relaycopy.Copy(r.guest, r.host, func() error { return sockconn.WaitReadable(r.host) }, r.countToGuest)
-	}
-	var room *guestRoom
-	defer func() {
-		if room != nil {
-			room.close()
-		}
-	}()
-	for {
-		if err := sockconn.WaitReadable(r.host); err != nil {
-			return err
-		}
-		n, err := q.Fill()
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			// Readable with nothing queued: the end of the stream (or
-			// bytes that came in just now); a plain read tells.
-			if err := r.readOnce(); err != nil {
-				return err
-			}
-			continue
-		}
-		for q.Len() > 0 {
-			written, terr := r.guestEP.Write(q, tcpip.WriteOptions{})
-			r.countToGuest(int(written))
-			if err := q.Err(); err != nil {
-				return err
-			}
-			switch terr.(type) {
-			case nil:
-			case *tcpip.ErrWouldBlock:
-				// The send buffer is full: wait for room (what the
-				// endpoint did not take is still in the host socket).
-				if room == nil {
-					room = newGuestRoom(r.guestWQ, r.guestEP)
-				}
-				room.wait()
-			default:
-				return stackErr(terr)
-			}
-		}
-	}
-}
-
-// readOnce reads the host once into a small buffer and passes on what it
-// got; io.EOF at the end of the stream.
-func (r *tcpRelay) readOnce() error {
-	var b [512]byte
-	n, err := r.host.Read(b[:])
-	if n > 0 {
-		if _, werr := r.guest.Write(b[:n]); werr != nil {
-			return werr
-		}
-		r.countToGuest(n)
-	}
-	return err
+	return copySocketToGuest(r.guestEP, r.guestWQ, r.guest, r.host, r.countToGuest)
 }
 
 // finish ends one direction after its copy returned err: io.EOF is passed
@@ -224,32 +162,7 @@ func (p *toHostPump) drain() error {
 	if p.w == nil {
 		return p.burst.Drain(p.r.host, p.read, p.counted)
 	}
-	for {
-		// The endpoint hands its buffers to w, which writes them to the
-		// socket without a copy of ours in between (what the endpoint
-		// cannot pass on while the socket is full stays in the endpoint).
-		res, err := p.r.guestEP.Read(p.w, tcpip.ReadOptions{})
-		if res.Count > 0 {
-			p.r.guestEP.ModerateRecvBuf(res.Count)
-			p.counted(res.Count)
-		}
-		// Out of gVisor's lock: write what w gathered and wait for room
-		// if the socket was full.
-		if ferr := p.w.Flush(); ferr != nil {
-			return ferr
-		}
-		switch err.(type) {
-		case nil, *tcpip.ErrBadBuffer:
-			// ErrBadBuffer: w took nothing, the socket being full; Flush
-			// has waited for room.
-		case *tcpip.ErrWouldBlock:
-			return nil
-		case *tcpip.ErrClosedForReceive:
-			return io.EOF
-		default:
-			return stackErr(err)
-		}
-	}
+	return drainToSocket(p.r.guestEP, p.w, p.counted)
 }
 
 func (p *toHostPump) counted(n int) {

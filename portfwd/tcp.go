@@ -150,10 +150,19 @@ func (r *tcpRelay) pipe(dst, src net.Conn, count, total *atomic.Uint64) {
 			total.Add(uint64(n))
 		}
 	} else {
-		err = relaycopy.Copy(dst, src, readiness(src), func(n int) {
+		counted := func(n int) {
 			count.Add(uint64(n))
 			total.Add(uint64(n))
-		})
+		}
+		// A connection into the stack copies to and from a kernel socket
+		// itself, without a buffer of ours (netstack's DialTCP).
+		if gc, ok := src.(guestCopier); ok {
+			err = gc.CopyTo(dst, counted)
+		} else if gc, ok := dst.(guestCopier); ok {
+			err = gc.CopyFrom(src, counted)
+		} else {
+			err = relaycopy.Copy(dst, src, readiness(src), counted)
+		}
 	}
 	if errors.Is(err, io.EOF) {
 		if cw, ok := dst.(closeWriter); ok && cw.CloseWrite() == nil {
@@ -164,6 +173,13 @@ func (r *tcpRelay) pipe(dst, src net.Conn, count, total *atomic.Uint64) {
 		r.counters.errors.Add(1)
 	}
 	r.abort()
+}
+
+// guestCopier is a connection into the stack that copies itself to and
+// from another connection (netstack's DialTCP).
+type guestCopier interface {
+	CopyTo(dst net.Conn, counted func(int)) error
+	CopyFrom(src net.Conn, counted func(int)) error
 }
 
 // rawConns returns the descriptors of two kernel sockets.

@@ -29,7 +29,7 @@ func copySocketToGuest(ep tcpip.Endpoint, wq *waiter.Queue, guest, host net.Conn
 	if !ok {
 		return relaycopy.Copy(guest, host, func() error { return sockconn.WaitReadable(host) }, counted)
 	}
-	var room *guestRoom
+	var room *guestWait
 	defer func() {
 		if room != nil {
 			room.close()
@@ -63,9 +63,9 @@ func copySocketToGuest(ep tcpip.Endpoint, wq *waiter.Queue, guest, host net.Conn
 				// The send buffer is full: wait for room (what the
 				// endpoint did not take is still in the socket).
 				if room == nil {
-					room = newGuestRoom(wq, ep)
+					room = newGuestWait(wq, ep, roomEvents)
 				}
-				room.wait()
+				room.wait(nil)
 			default:
 				return stackErr(terr)
 			}

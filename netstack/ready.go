@@ -11,30 +11,40 @@ import (
 // from a pool, so an idle connection or UDP flow holds no buffer at all.
 // The TCP relay's guest side does not even wait: see toHostPump.
 
-// guestReadiness waits for data (or end of stream, or an error) on a gVisor
-// endpoint.
-type guestReadiness struct {
+// guestWait waits for events on a gVisor endpoint: data (or end of
+// stream, or an error) with guestEvents, room to write (or an error) with
+// roomEvents.
+type guestWait struct {
 	ep    tcpip.Endpoint
 	wq    *waiter.Queue
+	mask  waiter.EventMask
 	entry waiter.Entry
 	ch    chan struct{}
 }
 
-const guestEvents = waiter.ReadableEvents | waiter.EventHUp | waiter.EventErr
+const (
+	guestEvents = waiter.ReadableEvents | waiter.EventHUp | waiter.EventErr
+	roomEvents  = waiter.WritableEvents | waiter.EventHUp | waiter.EventErr
+)
 
-func newGuestReadiness(wq *waiter.Queue, ep tcpip.Endpoint) *guestReadiness {
-	g := &guestReadiness{ep: ep, wq: wq}
+func newGuestWait(wq *waiter.Queue, ep tcpip.Endpoint, mask waiter.EventMask) *guestWait {
+	g := &guestWait{ep: ep, wq: wq, mask: mask}
 	// The queue keeps a pointer to the entry: register the one that
 	// stays in g, not a copy.
-	g.entry, g.ch = waiter.NewChannelEntry(guestEvents)
+	g.entry, g.ch = waiter.NewChannelEntry(mask)
 	wq.EventRegister(&g.entry)
 	return g
 }
 
-// wait returns true once the endpoint is readable, false when timeout
+// newGuestReadiness waits for data, end of stream or an error.
+func newGuestReadiness(wq *waiter.Queue, ep tcpip.Endpoint) *guestWait {
+	return newGuestWait(wq, ep, guestEvents)
+}
+
+// wait returns true once one of the events is there, false when timeout
 // fires first (nil: no timeout).
-func (g *guestReadiness) wait(timeout <-chan time.Time) bool {
-	for g.ep.Readiness(guestEvents) == 0 {
+func (g *guestWait) wait(timeout <-chan time.Time) bool {
+	for g.ep.Readiness(g.mask) == 0 {
 		select {
 		case <-g.ch:
 		case <-timeout:
@@ -44,31 +54,4 @@ func (g *guestReadiness) wait(timeout <-chan time.Time) bool {
 	return true
 }
 
-func (g *guestReadiness) close() { g.wq.EventUnregister(&g.entry) }
-
-// guestRoom waits for room in a gVisor endpoint's send buffer (or an
-// error, which the next write reports).
-type guestRoom struct {
-	ep    tcpip.Endpoint
-	wq    *waiter.Queue
-	entry waiter.Entry
-	ch    chan struct{}
-}
-
-const roomEvents = waiter.WritableEvents | waiter.EventHUp | waiter.EventErr
-
-func newGuestRoom(wq *waiter.Queue, ep tcpip.Endpoint) *guestRoom {
-	g := &guestRoom{ep: ep, wq: wq}
-	g.entry, g.ch = waiter.NewChannelEntry(roomEvents)
-	wq.EventRegister(&g.entry)
-	return g
-}
-
-// wait returns once the endpoint is writable or has failed.
-func (g *guestRoom) wait() {
-	for g.ep.Readiness(roomEvents) == 0 {
-		<-g.ch
-	}
-}
-
-func (g *guestRoom) close() { g.wq.EventUnregister(&g.entry) }
+func (g *guestWait) close() { g.wq.EventUnregister(&g.entry) }

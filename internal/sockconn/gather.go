@@ -48,15 +48,21 @@ type GatherWriter struct {
 // NewGatherWriter returns a GatherWriter for c, or false when c has no
 // descriptor (syscall.Conn).
 func NewGatherWriter(c net.Conn) (*GatherWriter, bool) {
+	rc, ok := rawConnOf(c)
+	if !ok {
+		return nil, false
+	}
+	return &GatherWriter{rc: rc}, true
+}
+
+// rawConnOf returns c's descriptor, or false when it has none.
+func rawConnOf(c net.Conn) (syscall.RawConn, bool) {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return nil, false
 	}
 	rc, err := sc.SyscallConn()
-	if err != nil {
-		return nil, false
-	}
-	return &GatherWriter{rc: rc}, true
+	return rc, err == nil
 }
 
 // Write writes p, or gathers it when it is small, without blocking. It

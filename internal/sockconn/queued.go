@@ -26,12 +26,8 @@ type Queued struct {
 // NewQueued returns a Queued for c, or false when c has no descriptor
 // (syscall.Conn).
 func NewQueued(c net.Conn) (*Queued, bool) {
-	sc, ok := c.(syscall.Conn)
+	rc, ok := rawConnOf(c)
 	if !ok {
-		return nil, false
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
 		return nil, false
 	}
 	return &Queued{rc: rc}, true

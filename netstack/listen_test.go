@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slirp-dev/slirp/internal/sockconn"
+	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 )
@@ -274,4 +276,62 @@ func tcpSocketPair(t *testing.T) (net.Conn, net.Conn) {
 	}
 	t.Cleanup(func() { a.Close(); b.Close() })
 	return a, b
+}
+
+// TestQueuedSocketClosedMidWrite closes the host socket between counting
+// its bytes and the endpoint's reading them (a relay aborted during a
+// write): the endpoint's Write must return with the error. gVisor's Write
+// reads until it has the bytes it was promised or gets an error other than
+// io.EOF; an io.EOF there once spun a daemon at 100% CPU through shutdown.
+func TestQueuedSocketClosedMidWrite(t *testing.T) {
+	env := newTestEnv(t, Config{})
+	l, err := gonet.ListenTCP(env.guest, toFull1(netip.AddrPortFrom(guestAddr, 8080)), ipv4.ProtocolNumber)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		c, err := l.Accept()
+		if err == nil {
+			defer c.Close()
+			io.Copy(io.Discard, c)
+		}
+	}()
+	g, err := env.stack.DialTCP(testContext(t), netip.AddrPort{}, netip.AddrPortFrom(guestAddr, 8080))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	ep := g.(*guestConn).ep
+
+	peer, host := tcpSocketPair(t)
+	if _, err := peer.Write(make([]byte, 100000)); err != nil {
+		t.Fatal(err)
+	}
+	q, _ := sockconn.NewQueued(host)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n, err := q.Fill()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 100000 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	host.Close()
+	done := make(chan tcpip.Error, 1)
+	go func() {
+		_, terr := ep.Write(q, tcpip.WriteOptions{})
+		done <- terr
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the endpoint's Write did not return after the socket closed")
+	}
+	if q.Err() == nil {
+		t.Fatal("Queued has no error after its socket closed mid-round")
+	}
 }

@@ -1,6 +1,7 @@
 package sockconn
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -50,17 +51,23 @@ func (q *Queued) Fill() (int, error) {
 	if errno != 0 {
 		return 0, os.NewSyscallError("ioctl SIOCINQ", errno)
 	}
-	q.left = int(n)
+	q.left = max(int(n), 0)
 	return q.left, nil
 }
 
 // Len is how many of the bytes Fill counted have not been read.
 func (q *Queued) Len() int { return q.left }
 
-// Read reads up to len(b) of the counted bytes. Past them, or when the
-// socket fails (Err tells), it returns io.EOF: the end of this round.
+// Read reads up to len(b) of the counted bytes; past them it returns
+// io.EOF. A socket that cannot deliver what Fill counted (it failed or was
+// closed meanwhile) is an error, never io.EOF: the consumer must not take
+// the round for complete. (gVisor's Write, given Len bytes to read, loops
+// until it has them or gets an error other than io.EOF.)
 func (q *Queued) Read(b []byte) (int, error) {
-	if q.left == 0 || q.err != nil {
+	if q.err != nil {
+		return 0, q.err
+	}
+	if q.left == 0 {
 		return 0, io.EOF
 	}
 	if len(b) == 0 {
@@ -82,14 +89,14 @@ func (q *Queued) Read(b []byte) (int, error) {
 	switch {
 	case err != nil:
 		q.err = err
-	case errno != 0 && errno != unix.EAGAIN:
+	case errno != 0:
 		q.err = os.NewSyscallError("read", errno)
+	case n == 0:
+		q.err = fmt.Errorf("read: %w: the socket ended before the %d bytes it had queued", io.ErrUnexpectedEOF, q.left)
 	}
-	if q.err != nil || errno == unix.EAGAIN || n == 0 {
-		// The queue holds what SIOCINQ counted until it is read, so
-		// only a failure gets here; end the round either way.
+	if q.err != nil {
 		q.left = 0
-		return 0, io.EOF
+		return 0, q.err
 	}
 	q.left -= n
 	return n, nil

@@ -50,6 +50,39 @@ func TestQueued(t *testing.T) {
 		t.Fatalf("Read past the counted bytes = %d, %v; want 0, io.EOF", n, err)
 	}
 
+	// Bytes counted but not there any more (the socket closed under the
+	// round): an error, not io.EOF, and it sticks.
+	if _, err := peer.Write([]byte("abc")); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 1000 && q.Len() == 0; i++ {
+		if _, err := q.Fill(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	c2, peer2 := connPair(t, "tcp4", "127.0.0.1:0")
+	q2, _ := NewQueued(c2)
+	if _, err := peer2.Write([]byte("xyz")); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 1000 && q2.Len() == 0; i++ {
+		if _, err := q2.Fill(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	c2.Close()
+	if n, err := q2.Read(make([]byte, 10)); n != 0 || err == nil || err == io.EOF {
+		t.Fatalf("Read of a closed socket's counted bytes = %d, %v; want an error other than io.EOF", n, err)
+	}
+	if _, err := q2.Read(nil); err == nil || err == io.EOF {
+		t.Fatalf("the error did not stick: %v", err)
+	}
+	if b, err := io.ReadAll(io.LimitReader(q, 3)); err != nil || string(b) != "abc" {
+		t.Fatalf("read %q, %v; want \"abc\"", b, err)
+	}
+
 	// At the end of the stream nothing is queued.
 	peer.Close()
 	time.Sleep(20 * time.Millisecond)

@@ -52,6 +52,12 @@ func copySocketToGuest(ep tcpip.Endpoint, wq *waiter.Queue, guest, host net.Conn
 			continue
 		}
 		for q.Len() > 0 {
+			// gVisor reads q with the endpoint unlocked and then trims
+			// what no longer fits if the send buffer shrank meanwhile:
+			// bytes read from a socket cannot be given back. It cannot
+			// shrink here: this is the endpoint's only writer, and
+			// auto-tuning only grows the buffer (up to the maximum that
+			// tune sets, above the default).
 			written, terr := ep.Write(q, tcpip.WriteOptions{})
 			counted(int(written))
 			if err := q.Err(); err != nil {

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 
 	"github.com/slirp-dev/slirp"
 	"github.com/slirp-dev/slirp/internal/cli"
@@ -24,6 +25,9 @@ func main() {
 	// In the helper that slirp starts inside the target namespaces this
 	// runs the helper and never returns.
 	slirp.HelperMain()
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(daemonProcs(runtime.GOMAXPROCS(0)))
+	}
 	// In the image that --enable-sandbox re-executed into the sandbox,
 	// the daemon goes on from what the first image handed over.
 	if st, resumed, err := sandbox.Resumed(); resumed {
@@ -34,6 +38,21 @@ func main() {
 		os.Exit(runResumed(st, os.Stdout, os.Stderr))
 	}
 	os.Exit(run(os.Args[0], os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// daemonProcs is how many Ps (threads running Go code at once) the
+// daemon takes when GOMAXPROCS is not set, given the runtime's default
+// (the CPUs it may use, after any cgroup limit): half, and at least one.
+// The daemon is the middle of a pipeline whose two ends, the guest's
+// programs and the host's, run on the same CPUs; every P it takes can
+// park a thread on a CPU they need, and on a small machine the hand-offs
+// between its threads cost more than running them in parallel gains.
+// Measured on the 2-vCPU benchmark machine, one P against two: host →
+// guest +22%, connections per second +30%, CPU per GB 10-30% lower, idle
+// RSS 0.6 MiB lower, 4-stream guest → host 15% lower (still about twice
+// pasta's); see docs/architecture.md.
+func daemonProcs(defaultProcs int) int {
+	return max(1, defaultProcs/2)
 }
 
 // run parses the command line and runs the daemon; it returns the exit

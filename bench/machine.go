@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"debug/elf"
 	"os"
 	"os/exec"
 	"runtime"
@@ -44,7 +45,7 @@ func describeMachine(ctx context.Context, impls map[string]*implementation) mach
 	}
 	m.versions[ours] = firstLine(ctx, impls[ours].binary, "--version")
 	if rev := firstLine(ctx, "git", "describe", "--always", "--dirty"); rev != "unknown" {
-		m.versions[ours] += " (source " + rev + ")"
+		m.versions[ours] += " (source " + rev + ", " + linkage(impls[ours].binary) + ")"
 	}
 	m.versions[slirp4netns] = firstLine(ctx, impls[slirp4netns].binary, "--version") +
 		" (Debian " + firstLine(ctx, "dpkg-query", "-W", "-f=${Version}", "slirp4netns") + ")"
@@ -53,6 +54,23 @@ func describeMachine(ctx context.Context, impls map[string]*implementation) mach
 	m.versions["iperf3"] = firstLine(ctx, "iperf3", "--version")
 	m.versions["go"] = runtime.Version()
 	return m
+}
+
+// linkage says whether the binary at path loads shared libraries: a
+// statically linked daemon maps no dynamic loader and no shared libc, which
+// shows in its RSS.
+func linkage(path string) string {
+	f, err := elf.Open(path)
+	if err != nil {
+		return "linkage unknown"
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return "dynamically linked"
+		}
+	}
+	return "statically linked"
 }
 
 // firstMatch returns the value of the first "key: value" or "key=value"

@@ -60,7 +60,7 @@ func (b *bench) report() string {
 	for _, c := range b.commands {
 		p("  ```\n  %s\n  ```\n", c)
 	}
-	p("\n  slirp takes slirp4netns' command line unchanged. pasta maps the gateway address to the host's loopback by default (no `--no-map-gw`), so in all three `10.0.2.2:PORT` in the guest reaches `127.0.0.1:PORT` on the host; `--runas 0` keeps pasta root like the others (as root it would otherwise switch to nobody before opening the namespaces and fail); automatic port scanning (`-t/-u/-T/-U auto`) is turned off. The binaries are /usr/bin/slirp4netns and /usr/bin/pasta from Debian, and slirp is `go build ./cmd/slirp` of the tree being measured.\n")
+	p("\n  slirp takes slirp4netns' command line unchanged. pasta maps the gateway address to the host's loopback by default (no `--no-map-gw`), so in all three `10.0.2.2:PORT` in the guest reaches `127.0.0.1:PORT` on the host; `--runas 0` keeps pasta root like the others (as root it would otherwise switch to nobody before opening the namespaces and fail); automatic port scanning (`-t/-u/-T/-U auto`) is turned off. The binaries are /usr/bin/slirp4netns and /usr/bin/pasta from Debian, and slirp is %s of the tree being measured.\n", oursBuild(o.slirpBinary))
 	p("- **Throughput** (iperf3 3.12, `--json`, the receiver's `end.sum_received`): the host runs `iperf3 --server --bind 127.0.0.1`; the guest runs `iperf3 --client 10.0.2.2 --time %d` (guest → host), with `--parallel 4` (4 streams) or `--reverse` (host → guest on a connection the guest opened). For the port forward the guest runs `iperf3 --server --port %d` and the host runs `iperf3 --client 127.0.0.1 --port $FWD_PORT`; slirp and slirp4netns get the forward through their API socket (`{\"execute\":\"add_hostfwd\",\"arguments\":{\"proto\":\"tcp\",\"host_addr\":\"127.0.0.1\",\"host_port\":$FWD_PORT,\"guest_addr\":\"\",\"guest_port\":%d}}`), pasta from `--tcp-ports` at start.\n",
 		int(o.iperfTime.Seconds()), guestIperfPort, guestIperfPort)
 	p("- **Latency**: `bench peer latency` runs in the guest (nsenter), opens one TCP connection to a 1-byte echo server on the host's 127.0.0.1 through 10.0.2.2, and times %d round trips of one byte each way after %d untimed ones; p50 and p99 by nearest rank.\n",
@@ -120,4 +120,12 @@ func estimate(o options) string {
 	perPass := 4*(o.iperfTime.Seconds()+1) + o.connTime.Seconds() + 3 + 10
 	total := perPass * float64(len(o.impls)*len(o.mtus)*o.rounds)
 	return fmt.Sprintf("%.0f minutes with these settings", total/60)
+}
+
+// oursBuild says how the measured slirp binary was built.
+func oursBuild(given string) string {
+	if given == "" {
+		return "`go build ./cmd/slirp`"
+	}
+	return "`" + given + "` (`make bench` measures bin/slirp as `make build` writes it: linked statically against libc when the C toolchain can, see the Makefile)"
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"math"
+	"os"
 	"strings"
 	"testing"
 )
@@ -188,6 +189,22 @@ func TestBusy(t *testing.T) {
 	for _, tt := range tests {
 		if got := busy(tt.load, tt.nproc); got != tt.want {
 			t.Errorf("busy(%q, %d) = %v, want %v", tt.load, tt.nproc, got, tt.want)
+		}
+	}
+}
+
+func TestLinkage(t *testing.T) {
+	for path, want := range map[string]string{
+		"/bin/busybox":       "statically linked", // busybox-static, which make deps installs
+		"/usr/bin/dash":      "dynamically linked",
+		"/nonexistent/slirp": "linkage unknown",
+	} {
+		if _, err := os.Stat(path); err != nil && want != "linkage unknown" {
+			t.Logf("skip %s: %v", path, err)
+			continue
+		}
+		if got := linkage(path); got != want {
+			t.Errorf("linkage(%s) = %q, want %q", path, got, want)
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/slirp-dev/slirp/internal/relaycopy"
 	"github.com/slirp-dev/slirp/internal/sockconn"
+	"github.com/slirp-dev/slirp/internal/workpool"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/waiter"
@@ -34,6 +35,9 @@ type tcpRelay struct {
 	// toGuest are the stack-wide totals they are also added to.
 	sentToHost, sentToGuest atomic.Uint64
 	toHost, toGuest         *atomic.Uint64
+
+	// workers runs the pump's bursts (the stack's pool).
+	workers *workpool.Pool
 
 	abortOnce sync.Once
 }
@@ -77,8 +81,9 @@ func (r *tcpRelay) finish(dst net.Conn, err error) {
 
 // toHostPump copies the guest's bytes to the host in bursts. The guest
 // endpoint's waiter queue calls NotifyEvent when data, the end of the
-// stream or an error arrives; that starts a goroutine unless one is
-// running, and the goroutine drains the endpoint and ends. A goroutine
+// stream or an error arrives; that hands a burst to one of the stack's
+// workers unless one is running, and the burst drains the endpoint and
+// ends. A goroutine
 // parked per connection for this direction cost every idle connection
 // 4 KiB of stack (a third of what it held).
 type toHostPump struct {
@@ -122,7 +127,7 @@ func (p *toHostPump) NotifyEvent(waiter.EventMask) {
 		switch p.state.Load() {
 		case pumpIdle:
 			if p.state.CompareAndSwap(pumpIdle, pumpRunning) {
-				go p.run()
+				p.r.workers.Go(p.run)
 				return
 			}
 		case pumpRunning:

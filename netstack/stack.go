@@ -25,6 +25,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 
 	"github.com/slirp-dev/slirp/internal/sockconn"
+	"github.com/slirp-dev/slirp/internal/workpool"
 	"github.com/slirp-dev/slirp/netem"
 )
 
@@ -35,6 +36,11 @@ const nicID tcpip.NICID = 1
 // it the stack sees "no buffer space" and TCP backs off, as with a full
 // device queue.
 const fifoQueueLen = 1024
+
+// idleWorkers is how many goroutines the stack keeps waiting for the next
+// short job of a connection: a few jobs run at once on a small machine,
+// and every waiting worker holds its stack.
+const idleWorkers = 4
 
 // Defaults for the limits in Config.
 const (
@@ -136,6 +142,9 @@ type Stack struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// workers runs the short jobs of connections (setting one up, draining
+	// a guest endpoint) on goroutines whose stacks have already grown.
+	workers *workpool.Pool
 
 	// linkDown is closed when the tap reports an error or hang-up.
 	linkDown     chan struct{}
@@ -179,6 +188,7 @@ func New(cfg Config) (*Stack, error) {
 		dial:     cfg.Dial,
 		ctx:      ctx,
 		cancel:   cancel,
+		workers:  workpool.New(idleWorkers),
 		linkDown: make(chan struct{}),
 	}
 	if s.dial == nil {
@@ -190,6 +200,7 @@ func New(cfg Config) (*Stack, error) {
 			s.stack.Close()
 			s.stack.Wait()
 		}
+		s.workers.Close()
 		return nil, err
 	}
 	return s, nil
@@ -435,6 +446,7 @@ func (s *Stack) Close() error {
 			s.link.stopDelivery()
 		}
 		s.wg.Wait()
+		s.workers.Close()
 		// Wait returns once the tap dispatcher and every protocol
 		// goroutine have exited.
 		s.stack.Wait()

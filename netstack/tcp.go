@@ -127,8 +127,17 @@ func (f *tcpForwarder) finish(id stack.TransportEndpointID) {
 	f.mu.Unlock()
 }
 
-// handleRequest runs in its own goroutine for each new connection.
+// handleRequest runs in a goroutine gVisor starts for each new
+// connection. It hands the request to one of the stack's workers, whose
+// stack a connection set-up before this one has grown to what the dial and
+// the handshake need, and ends on the small stack it was given.
 func (f *tcpForwarder) handleRequest(r *tcp.ForwarderRequest) {
+	f.s.workers.Go(func() { f.setUp(r) })
+}
+
+// setUp connects to the host and completes the guest's handshake, then
+// starts the connection's relay.
+func (f *tcpForwarder) setUp(r *tcp.ForwarderRequest) {
 	defer f.s.wg.Done()
 	id := r.ID()
 	f.mu.Lock()
@@ -182,7 +191,7 @@ func (f *tcpForwarder) handleRequest(r *tcp.ForwarderRequest) {
 	// Keepalive finds guests that vanished without a FIN or RST.
 	ep.SocketOptions().SetKeepAlive(true)
 
-	rl := &tcpRelay{guest: gonet.NewTCPConn(&wq, ep), guestEP: ep, guestWQ: &wq, host: host,
+	rl := &tcpRelay{guest: gonet.NewTCPConn(&wq, ep), guestEP: ep, guestWQ: &wq, host: host, workers: f.s.workers,
 		toHost: &f.s.counters.tcpToHost, toGuest: &f.s.counters.tcpToGuest,
 		guestAddr: addrPort(id.RemoteAddress, id.RemotePort), dest: addrPort(id.LocalAddress, id.LocalPort),
 		target: p.target, started: time.Now()}

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/slirp-dev/slirp/internal/lazyclose"
 	"github.com/slirp-dev/slirp/internal/relaycopy"
 	"github.com/slirp-dev/slirp/internal/sockconn"
 	"github.com/slirp-dev/slirp/internal/workpool"
@@ -38,8 +39,12 @@ type tcpRelay struct {
 
 	// workers runs the pump's bursts (the stack's pool).
 	workers *workpool.Pool
+	// hostCloser closes the host socket once both directions have ended
+	// (the stack's; nil closes it at once). See package lazyclose.
+	hostCloser *lazyclose.Closer
 
 	abortOnce sync.Once
+	aborted   atomic.Bool
 }
 
 type closeWriter interface{ CloseWrite() error }
@@ -52,8 +57,17 @@ func (r *tcpRelay) run() {
 	toHost := startToHostPump(r)
 	r.finish(r.guest, r.copyToGuest())
 	<-toHost.done
+	if r.aborted.Load() {
+		return // abort closed both sides
+	}
 	r.guest.Close()
-	r.host.Close()
+	if r.hostCloser == nil {
+		r.host.Close()
+		return
+	}
+	// Both directions ended with a FIN: the socket has nothing left to
+	// send or receive, and closing it can wait for the next batch.
+	r.hostCloser.Add(r.host)
 }
 
 func (r *tcpRelay) countToGuest(n int) {
@@ -197,6 +211,7 @@ func (p *toHostPump) read(b []byte) (int, error) {
 // peer a RST from the kernel (SO_LINGER 0).
 func (r *tcpRelay) abort() {
 	r.abortOnce.Do(func() {
+		r.aborted.Store(true)
 		r.guestEP.Abort()
 		if tc, ok := r.host.(interface{ SetLinger(int) error }); ok {
 			_ = tc.SetLinger(0)

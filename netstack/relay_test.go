@@ -188,3 +188,78 @@ func TestTCPRelayHostToGuestBulk(t *testing.T) {
 		t.Fatalf("the guest got %d bytes that differ from the %d sent", len(got), len(data))
 	}
 }
+
+// closeCounted is a host connection that counts its closes.
+type closeCounted struct {
+	*net.TCPConn
+	closes chan struct{}
+}
+
+func (c *closeCounted) Close() error {
+	c.closes <- struct{}{}
+	return c.TCPConn.Close()
+}
+
+// TestTCPRelayClosesHostSocket checks that the relay closes its host
+// socket when the connection ends with a FIN each way (a batch at a time,
+// see lazyclose) and when the host resets it.
+func TestTCPRelayClosesHostSocket(t *testing.T) {
+	for _, reset := range []bool{false, true} {
+		name := map[bool]string{false: "FIN both ways", true: "host reset"}[reset]
+		t.Run(name, func(t *testing.T) {
+			closes := make(chan struct{}, 4)
+			env := newTestEnv(t, Config{HostLoopback: true, Dial: func(ctx context.Context, network string, addr netip.AddrPort) (net.Conn, error) {
+				var d net.Dialer
+				c, err := d.DialContext(ctx, network, addr.String())
+				if err != nil {
+					return nil, err
+				}
+				return &closeCounted{TCPConn: c.(*net.TCPConn), closes: closes}, nil
+			}})
+			l, port := hostListener(t)
+			accepted := make(chan *net.TCPConn, 1)
+			go func() {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				accepted <- c.(*net.TCPConn)
+			}()
+			c, err := env.dialTCP(testContext(t), netip.AddrPortFrom(gatewayAddr, port))
+			if err != nil {
+				t.Fatalf("guest connect: %v", err)
+			}
+			defer c.Close()
+			var h *net.TCPConn
+			select {
+			case h = <-accepted:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the host side accepted nothing within 10s")
+			}
+			defer h.Close()
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			if reset {
+				_ = h.SetLinger(0)
+				h.Close()
+				if _, err := io.ReadAll(c); err == nil {
+					t.Error("the guest saw a clean end of stream, want a reset")
+				}
+			} else {
+				_ = c.CloseWrite()
+				_ = h.SetDeadline(time.Now().Add(10 * time.Second))
+				if _, err := io.ReadAll(h); err != nil {
+					t.Fatalf("host side waiting for the guest's FIN: %v", err)
+				}
+				h.Close()
+				if _, err := io.ReadAll(c); err != nil {
+					t.Fatalf("guest side waiting for the host's FIN: %v", err)
+				}
+			}
+			select {
+			case <-closes:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the relay did not close its host socket within 10s")
+			}
+		})
+	}
+}

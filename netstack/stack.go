@@ -24,6 +24,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 
+	"github.com/slirp-dev/slirp/internal/lazyclose"
 	"github.com/slirp-dev/slirp/internal/sockconn"
 	"github.com/slirp-dev/slirp/internal/workpool"
 	"github.com/slirp-dev/slirp/netem"
@@ -41,6 +42,15 @@ const fifoQueueLen = 1024
 // short job of a connection: a few jobs run at once on a small machine,
 // and every waiting worker holds its stack.
 const idleWorkers = 4
+
+// The host sockets of connections that ended both ways are closed within
+// hostCloseDelay, or as soon as hostCloseBatch of them wait: at most that
+// many descriptors are held for nothing, and one close that wakes the Go
+// runtime's sysmon is made per batch instead of per connection.
+const (
+	hostCloseDelay = 10 * time.Millisecond
+	hostCloseBatch = 128
+)
 
 // Defaults for the limits in Config.
 const (
@@ -145,6 +155,9 @@ type Stack struct {
 	// workers runs the short jobs of connections (setting one up, draining
 	// a guest endpoint) on goroutines whose stacks have already grown.
 	workers *workpool.Pool
+	// hostCloser closes the host sockets of connections that ended both
+	// ways, a batch at a time (package lazyclose).
+	hostCloser *lazyclose.Closer
 
 	// linkDown is closed when the tap reports an error or hang-up.
 	linkDown     chan struct{}
@@ -185,11 +198,12 @@ func New(cfg Config) (*Stack, error) {
 			hostLoopback: cfg.HostLoopback,
 			dnsServed:    cfg.ServeDNS,
 		},
-		dial:     cfg.Dial,
-		ctx:      ctx,
-		cancel:   cancel,
-		workers:  workpool.New(idleWorkers),
-		linkDown: make(chan struct{}),
+		dial:       cfg.Dial,
+		ctx:        ctx,
+		cancel:     cancel,
+		workers:    workpool.New(idleWorkers),
+		hostCloser: lazyclose.New(hostCloseDelay, hostCloseBatch),
+		linkDown:   make(chan struct{}),
 	}
 	if s.dial == nil {
 		s.dial = s.hostDial
@@ -201,6 +215,7 @@ func New(cfg Config) (*Stack, error) {
 			s.stack.Wait()
 		}
 		s.workers.Close()
+		s.hostCloser.Close()
 		return nil, err
 	}
 	return s, nil
@@ -447,6 +462,7 @@ func (s *Stack) Close() error {
 		}
 		s.wg.Wait()
 		s.workers.Close()
+		s.hostCloser.Close()
 		// Wait returns once the tap dispatcher and every protocol
 		// goroutine have exited.
 		s.stack.Wait()

@@ -191,7 +191,7 @@ func (f *tcpForwarder) setUp(r *tcp.ForwarderRequest) {
 	// Keepalive finds guests that vanished without a FIN or RST.
 	ep.SocketOptions().SetKeepAlive(true)
 
-	rl := &tcpRelay{guest: gonet.NewTCPConn(&wq, ep), guestEP: ep, guestWQ: &wq, host: host, workers: f.s.workers,
+	rl := &tcpRelay{guest: gonet.NewTCPConn(&wq, ep), guestEP: ep, guestWQ: &wq, host: host, workers: f.s.workers, hostCloser: f.s.hostCloser,
 		toHost: &f.s.counters.tcpToHost, toGuest: &f.s.counters.tcpToGuest,
 		guestAddr: addrPort(id.RemoteAddress, id.RemotePort), dest: addrPort(id.LocalAddress, id.LocalPort),
 		target: p.target, started: time.Now()}

@@ -1,7 +1,6 @@
 package portfwd
 
 import (
-	"net"
 	"net/netip"
 	"slices"
 	"sync/atomic"
@@ -80,7 +79,7 @@ func (m *Manager) Conns() []Conn {
 // has moved so far.
 func (r *tcpRelay) snapshot() Conn {
 	c := r.info.snapshot()
-	if _, spliced := r.guest.(*net.TCPConn); !spliced {
+	if !isKernelTCP(r.guest) {
 		return c
 	}
 	rc, err := r.host.SyscallConn()

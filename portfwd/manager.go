@@ -12,6 +12,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/slirp-dev/slirp/internal/lazyclose"
+	"github.com/slirp-dev/slirp/internal/sockconn"
 )
 
 // GuestDialer opens connections into the namespace through the user-mode
@@ -109,6 +112,9 @@ type Manager struct {
 	cancel context.CancelFunc
 	// wg counts every goroutine the Manager starts.
 	wg sync.WaitGroup
+	// closer closes the sockets of connections that ended both ways, a
+	// batch at a time (package lazyclose).
+	closer *lazyclose.Closer
 
 	// mu guards the fields below it.
 	mu sync.Mutex
@@ -148,6 +154,7 @@ func New(cfg Config) (*Manager, error) {
 		log:      cfg.Logger,
 		ctx:      ctx,
 		cancel:   cancel,
+		closer:   lazyclose.New(closeDelay, closeBatch),
 		forwards: make(map[int]*forward),
 		relays:   make(map[*tcpRelay]struct{}),
 	}, nil
@@ -284,6 +291,7 @@ func (m *Manager) Close() error {
 		r.abort()
 	}
 	m.wg.Wait()
+	m.closer.Close()
 	return nil
 }
 
@@ -359,7 +367,7 @@ type forward struct {
 	spec Spec
 	log  *slog.Logger
 
-	tcp []*net.TCPListener
+	tcp []*sockconn.Listener
 	udp []*udpListener
 
 	counters  counters
@@ -408,9 +416,14 @@ func (f *forward) listen() error {
 		ap := netip.AddrPortFrom(f.spec.HostAddr, port)
 		switch f.spec.Proto {
 		case TCP:
-			l, err := net.ListenTCP(network, net.TCPAddrFromAddrPort(ap))
+			tl, err := net.ListenTCP(network, net.TCPAddrFromAddrPort(ap))
 			if err != nil {
 				return annotateListenError(err, network, ap.String(), port)
+			}
+			l, err := sockconn.NewListener(tl)
+			if err != nil {
+				tl.Close()
+				return fmt.Errorf("listen on %s: %w", ap, err)
 			}
 			f.tcp = append(f.tcp, l)
 		case UDP:

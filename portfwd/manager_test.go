@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -511,4 +513,45 @@ func TestPrivilegedPortMessage(t *testing.T) {
 	if !errors.Is(err, syscall.EACCES) {
 		t.Errorf("%v does not wrap EACCES", err)
 	}
+}
+
+// TestTCPClosesSockets checks that a forward closes both sockets of every
+// connection that ended with a FIN each way (a batch at a time, see
+// package lazyclose): the process's sockets come back down.
+func TestTCPClosesSockets(t *testing.T) {
+	// With the collector off no forgotten socket is closed by its
+	// *os.File's cleanup instead.
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	for _, mode := range []Mode{ModeFast, ModePreserve} {
+		t.Run(string(mode), func(t *testing.T) {
+			tm := newTestManager(t, nil)
+			srv := startGuestServer(t, "echo")
+			fw := addFree(t, tm.Manager, Spec{Proto: TCP, GuestPort: srv.port, Mode: mode})
+			before := openSockets(t)
+			const conns = 20
+			for i := range conns {
+				if got, err := roundTrip(t, "tcp4", hostAddr(fw, 0), "hello"); err != nil || got != "hello" {
+					t.Fatalf("connection %d: %q, %v", i, got, err)
+				}
+			}
+			waitFor(t, "the relays to end", func() bool { return tm.Stats()[0].Active == 0 })
+			waitFor(t, "the forwarded connections' sockets to be closed", func() bool { return openSockets(t) <= before })
+		})
+	}
+}
+
+// openSockets counts the process's open socket descriptors.
+func openSockets(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range ents {
+		if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.HasPrefix(l, "socket:") {
+			n++
+		}
+	}
+	return n
 }

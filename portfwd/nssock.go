@@ -28,18 +28,25 @@ func DialNamespace(ctx context.Context, opener SocketOpener, proto Proto, dst ne
 	if err != nil {
 		return nil, fmt.Errorf("socket in the namespace: %w", err)
 	}
-	defer f.Close()
 	if err := sockconn.Connect(ctx, f, dst); err != nil {
+		f.Close()
 		return nil, fmt.Errorf("connect to %v in the namespace: %w", dst, err)
 	}
+	if proto == TCP {
+		// A sockconn.Conn, not net.FileConn: it keeps f instead of a
+		// duplicate and makes no system call through the runtime's
+		// syscall entry, which a stream of short forwarded connections
+		// would pay for in wake-ups of the runtime's sysmon thread.
+		c, err := sockconn.NewConn(f, dst)
+		if err != nil {
+			return nil, fmt.Errorf("socket in the namespace: %w", err)
+		}
+		return c, nil
+	}
+	defer f.Close()
 	c, err := net.FileConn(f)
 	if err != nil {
 		return nil, fmt.Errorf("socket in the namespace: %w", err)
-	}
-	if tc, ok := c.(*net.TCPConn); ok {
-		// Go sets TCP_NODELAY on the sockets it creates itself; match the
-		// host side so small writes are not held back.
-		_ = tc.SetNoDelay(true)
 	}
 	return c, nil
 }

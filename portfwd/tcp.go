@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/slirp-dev/slirp/internal/lazyclose"
 	"github.com/slirp-dev/slirp/internal/relaycopy"
 	"github.com/slirp-dev/slirp/internal/sockconn"
 )
@@ -20,10 +21,37 @@ import (
 // not the listener closing (such as running out of file descriptors).
 const acceptBackoff = 50 * time.Millisecond
 
+// The sockets of a connection that ended with a FIN each way are closed
+// within closeDelay, or once closeBatch of them wait (package lazyclose:
+// a close per connection woke the Go runtime's sysmon thread each time).
+const (
+	closeDelay = 10 * time.Millisecond
+	closeBatch = 128
+)
+
+// kernelConn is a connected kernel TCP socket: a *sockconn.Conn (what the
+// accept loop and DialNamespace make) or a *net.TCPConn.
+type kernelConn interface {
+	net.Conn
+	syscall.Conn
+	CloseWrite() error
+	SetLinger(sec int) error
+}
+
+// isKernelTCP reports whether c is a kernel TCP socket, which the relay
+// can splice.
+func isKernelTCP(c net.Conn) bool {
+	switch c.(type) {
+	case *sockconn.Conn, *net.TCPConn:
+		return true
+	}
+	return false
+}
+
 // acceptLoop serves one host listener until it is closed.
-func (f *forward) acceptLoop(l *net.TCPListener, guest netip.AddrPort) {
+func (f *forward) acceptLoop(l *sockconn.Listener, guest netip.AddrPort) {
 	for {
-		c, err := l.AcceptTCP()
+		c, err := l.AcceptConn()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -44,7 +72,7 @@ func (f *forward) acceptLoop(l *net.TCPListener, guest netip.AddrPort) {
 // serveTCP connects one accepted host connection to the guest and relays
 // it. When the guest side cannot be reached the host client is reset at
 // once, so it sees ECONNRESET rather than a connection that hangs.
-func (f *forward) serveTCP(hc *net.TCPConn, guest netip.AddrPort) {
+func (f *forward) serveTCP(hc kernelConn, guest netip.AddrPort) {
 	m := f.m
 	client := hc.RemoteAddr().(*net.TCPAddr).AddrPort()
 	client = netip.AddrPortFrom(client.Addr().Unmap(), client.Port())
@@ -67,7 +95,7 @@ func (f *forward) serveTCP(hc *net.TCPConn, guest netip.AddrPort) {
 	}
 	f.counters.opened(p)
 	defer f.counters.active.Add(-1)
-	r := &tcpRelay{host: hc, guest: gc, counters: &f.counters, info: newConnInfo(f, TCP, p, client, guest)}
+	r := &tcpRelay{host: hc, guest: gc, counters: &f.counters, closer: m.closer, info: newConnInfo(f, TCP, p, client, guest)}
 	if !m.track(r) {
 		r.abort()
 		return
@@ -95,7 +123,7 @@ func (m *Manager) dialTCP(ctx context.Context, p path, client, guest netip.AddrP
 }
 
 // reset closes c with SO_LINGER 0, which sends a RST.
-func reset(c *net.TCPConn) {
+func reset(c kernelConn) {
 	_ = c.SetLinger(0)
 	c.Close()
 }
@@ -109,12 +137,14 @@ const spliceChunk = 1 << 20
 // FIN in one direction is passed on as a FIN; an error on either side
 // resets both.
 type tcpRelay struct {
-	host     *net.TCPConn
+	host     kernelConn
 	guest    net.Conn
-	counters *counters // the forward's
-	info     connInfo  // this connection's
+	counters *counters         // the forward's
+	closer   *lazyclose.Closer // the Manager's
+	info     connInfo          // this connection's
 
 	abortOnce sync.Once
+	aborted   atomic.Bool
 }
 
 type closeWriter interface{ CloseWrite() error }
@@ -128,18 +158,20 @@ func (r *tcpRelay) run() {
 	}()
 	r.pipe(r.host, r.guest, &r.info.toHost, &r.counters.toHost)
 	<-done
-	r.host.Close()
-	r.guest.Close()
+	if r.aborted.Load() {
+		return // abort closed both sides
+	}
+	// Both directions ended with a FIN: nothing is left to send or
+	// receive, and closing can wait for the next batch.
+	r.closer.Add(r.host)
+	r.closer.Add(r.guest)
 }
 
 // pipe copies src to dst, counting the bytes in count and total. Between
 // two kernel TCP sockets (the fast path) it splices (sockconn.Splice), so
 // the bytes never enter user space.
 func (r *tcpRelay) pipe(dst, src net.Conn, count, total *atomic.Uint64) {
-	_, spliced := src.(*net.TCPConn)
-	if _, ok := dst.(*net.TCPConn); !ok {
-		spliced = false
-	}
+	spliced := isKernelTCP(src) && isKernelTCP(dst)
 	var err error
 	if spliced {
 		srcRC, dstRC, rerr := rawConns(src, dst)
@@ -206,9 +238,10 @@ func readiness(c net.Conn) func() error {
 // once.
 func (r *tcpRelay) abort() {
 	r.abortOnce.Do(func() {
+		r.aborted.Store(true)
 		reset(r.host)
-		if tc, ok := r.guest.(*net.TCPConn); ok {
-			reset(tc)
+		if kc, ok := r.guest.(kernelConn); ok {
+			reset(kc)
 			return
 		}
 		r.guest.Close()

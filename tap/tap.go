@@ -297,9 +297,15 @@ func (n *Namespace) Socket(ctx context.Context, domain, typ, proto int) (*os.Fil
 // newFile wraps a received descriptor. It is made non-blocking first so
 // that os.NewFile registers it with the runtime poller.
 func newFile(fd int, name string) (*os.File, error) {
-	if err := unix.SetNonblock(fd, true); err != nil {
+	// Raw fcntl calls, for the reason given in rawmsg.go: a port forward
+	// gets a socket this way per connection.
+	fl, _, e := unix.RawSyscall(unix.SYS_FCNTL, uintptr(fd), unix.F_GETFL, 0)
+	if e == 0 && fl&unix.O_NONBLOCK == 0 {
+		_, _, e = unix.RawSyscall(unix.SYS_FCNTL, uintptr(fd), unix.F_SETFL, fl|unix.O_NONBLOCK)
+	}
+	if e != 0 {
 		unix.Close(fd)
-		return nil, fmt.Errorf("set %s non-blocking: %w", name, err)
+		return nil, fmt.Errorf("set %s non-blocking: %w", name, os.NewSyscallError("fcntl", e))
 	}
 	return os.NewFile(uintptr(fd), name), nil
 }
@@ -353,7 +359,7 @@ func (n *Namespace) roundTrip(ctx context.Context, req request, wantFD bool) (re
 	}
 
 	stop := n.cancelOnDone(ctx)
-	_, _, err = n.conn.WriteMsgUnix(b, nil, nil)
+	err = n.sendPacket(b)
 	stop()
 	if err != nil {
 		return reply{}, -1, n.ioError(ctx, "send request", err)
@@ -387,7 +393,7 @@ func (n *Namespace) receive(ctx context.Context, id uint32) (reply, []int, error
 	stop := n.cancelOnDone(ctx)
 	defer stop()
 	for {
-		nb, oobn, flags, _, err := n.conn.ReadMsgUnix(n.buf, n.oob)
+		nb, oobn, flags, err := n.recvPacket(n.buf, n.oob)
 		if err != nil {
 			return reply{}, nil, n.ioError(ctx, "read reply", err)
 		}

@@ -1,5 +1,6 @@
-// Package sockconn connects non-blocking sockets the daemon opens itself,
-// with the fast path that matters for loopback peers: a connect to a
+// Package sockconn connects and accepts TCP sockets for the daemon,
+// without the Go runtime's syscall entry (see Conn), and with the fast
+// path that matters for loopback peers: a connect to a
 // local listener has usually completed by the time connect(2) returns
 // EINPROGRESS, so one poll(2) with no timeout finds it writable and the
 // goroutine never parks in the runtime's network poller (a round trip
@@ -202,18 +203,7 @@ func DialTCP(ctx context.Context, local, dst netip.AddrPort) (*Conn, error) {
 		f.Close()
 		return nil, opErr("connect", err)
 	}
-	if err := rc.Control(func(fd uintptr) {
-		for _, o := range [...][3]int{
-			{unix.IPPROTO_TCP, unix.TCP_NODELAY, 1},
-			{unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1},
-			{unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, keepAliveIdle},
-			{unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, keepAliveInterval},
-			{unix.IPPROTO_TCP, unix.TCP_KEEPCNT, keepAliveCount},
-		} {
-			// Best effort, as in Go's dialer.
-			_ = rawSetsockoptInt(fd, o[0], o[1], o[2])
-		}
-	}); err != nil {
+	if err := rc.Control(setConnOptions); err != nil {
 		f.Close()
 		return nil, opErr("setsockopt", err)
 	}

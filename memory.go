@@ -10,8 +10,9 @@ import (
 // the collector has freed but not yet returned) shows in the daemon's RSS
 // for minutes. When the network goes quiet after being busy, hand it back
 // to the kernel: at once, and again a few times as the connections and
-// UDP flows of the burst time out and free theirs (an idle daemon should
-// be small; issue 6 asks for under 25 MB after a benchmark run).
+// UDP flows of the burst time out and free theirs, and whenever many of
+// them have ended since the last check (an idle daemon should be small;
+// issue 6 asks for under 25 MB after a benchmark run).
 const (
 	idleCheckInterval = 2 * time.Second
 	// busyBytes is how much traffic between two checks counts as a burst
@@ -46,7 +47,7 @@ func (n *Network) reclaimIdleMemory() {
 		}
 		st := n.stack.Stats()
 		flows := st.TCPOpened + st.TCPFailed + st.TCPDropped + st.UDPOpened + st.UDPDropped
-		reclaim, next := r.check(st.LinkRxBytes+st.LinkTxBytes, flows)
+		reclaim, next := r.check(st.LinkRxBytes+st.LinkTxBytes, flows, st.TCPActive+st.UDPActive)
 		if reclaim {
 			// Two collections: sync.Pool keeps what it holds through
 			// one (its victim cache) and drops it at the next.
@@ -62,17 +63,20 @@ func (n *Network) reclaimIdleMemory() {
 // when to hand memory back and when to check next.
 type reclaimer struct {
 	last, lastFlows uint64
+	lastActive      int64
 	// idleTicks counts checks without traffic; rounds is how many
 	// reclaims are left after the last burst, the next at nextAt idle
 	// checks.
 	idleTicks, nextAt, rounds int
 }
 
-// check takes the total bytes and flows so far. It returns whether to
-// reclaim now and how long to wait before the next check.
-func (r *reclaimer) check(bytes, flows uint64) (reclaim bool, next time.Duration) {
+// check takes the total bytes and flows so far and the flows open now. It
+// returns whether to reclaim now and how long to wait before the next
+// check.
+func (r *reclaimer) check(bytes, flows uint64, active int64) (reclaim bool, next time.Duration) {
 	moved, newFlows := bytes-r.last, flows-r.lastFlows
-	r.last, r.lastFlows = bytes, flows
+	ended := r.lastActive - active
+	r.last, r.lastFlows, r.lastActive = bytes, flows, active
 	switch {
 	case moved >= busyBytes || newFlows >= busyFlows:
 		r.rounds, r.idleTicks, r.nextAt = reclaimRounds, 0, 1
@@ -83,6 +87,12 @@ func (r *reclaimer) check(bytes, flows uint64) (reclaim bool, next time.Duration
 		if r.rounds > 0 && r.idleTicks >= r.nextAt {
 			r.rounds--
 			r.nextAt *= 2
+			reclaim = true
+		}
+		if ended >= busyFlows {
+			// A burst of idle flows timed out (UDP flows, TIME_WAIT)
+			// since the last check: what they held is garbage now,
+			// and the next round may be a minute away.
 			reclaim = true
 		}
 	}

@@ -35,7 +35,7 @@ func TestReclaimerSchedule(t *testing.T) {
 	for i, s := range steps {
 		bytes += s.addBytes
 		flows += s.addFlows
-		reclaim, next := r.check(bytes, flows)
+		reclaim, next := r.check(bytes, flows, 0)
 		if reclaim != s.reclaim || next != s.next {
 			t.Fatalf("check %d: reclaim %v, next %v; want %v, %v", i, reclaim, next, s.reclaim, s.next)
 		}
@@ -46,14 +46,14 @@ func TestReclaimerSchedule(t *testing.T) {
 	// and traffic brings the fast checks back.
 	r = reclaimer{last: bytes, lastFlows: flows}
 	flows += busyFlows
-	if reclaim, _ := r.check(bytes, flows); reclaim {
+	if reclaim, _ := r.check(bytes, flows, 0); reclaim {
 		t.Fatal("reclaimed during the burst")
 	}
 	reclaims := 0
 	var next time.Duration
 	for i := 0; i < 200 && next != quiet; i++ {
 		var reclaim bool
-		reclaim, next = r.check(bytes, flows)
+		reclaim, next = r.check(bytes, flows, 0)
 		if reclaim {
 			reclaims++
 		}
@@ -61,7 +61,38 @@ func TestReclaimerSchedule(t *testing.T) {
 	if reclaims != reclaimRounds || next != quiet {
 		t.Fatalf("after a burst of flows: %d reclaims, then checks every %v; want %d, then %v", reclaims, next, reclaimRounds, quiet)
 	}
-	if _, next := r.check(bytes+1, flows); next != fast {
+	if _, next := r.check(bytes+1, flows, 0); next != fast {
 		t.Fatalf("traffic after a quiet spell: next check in %v, want %v", next, fast)
+	}
+}
+
+// TestReclaimerFlowsEnd checks that many flows ending on a quiet network
+// (UDP flows and TIME_WAIT timing out after a burst) reclaim at the next
+// check, between the rounds of the schedule, and that a few do not.
+func TestReclaimerFlowsEnd(t *testing.T) {
+	var r reclaimer
+	// A burst opens 4096 flows; its rounds then reclaim at idle checks 1
+	// and 2.
+	r.check(busyBytes, 4096, 4096)
+	for i := range 2 {
+		if reclaim, _ := r.check(busyBytes, 4096, 4096); !reclaim {
+			t.Fatalf("idle check %d after the burst: no reclaim", i+1)
+		}
+	}
+	// Idle check 3, between rounds: a few flows end, nothing to do.
+	if reclaim, _ := r.check(busyBytes, 4096, 4096-busyFlows+1); reclaim {
+		t.Fatal("reclaimed after fewer than busyFlows flows ended")
+	}
+	// Idle check 4 is a round anyway; check 5 is not, but the rest of
+	// the flows end before it.
+	r.check(busyBytes, 4096, 4096-busyFlows+1)
+	if reclaim, _ := r.check(busyBytes, 4096, 0); !reclaim {
+		t.Fatal("no reclaim after the burst's flows ended")
+	}
+	// Flows ending while traffic flows wait for the schedule: a reclaim
+	// would only slow the traffic down.
+	r.check(busyBytes, 4096, 4096)
+	if reclaim, _ := r.check(2*busyBytes, 4096, 0); reclaim {
+		t.Fatal("reclaimed while traffic was flowing")
 	}
 }

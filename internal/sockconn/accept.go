@@ -76,7 +76,13 @@ func NewListener(tl *net.TCPListener) (*Listener, error) {
 }
 
 // Accept implements net.Listener; see AcceptConn.
-func (l *Listener) Accept() (net.Conn, error) { return l.AcceptConn() }
+func (l *Listener) Accept() (net.Conn, error) {
+	c, err := l.AcceptConn()
+	if err != nil {
+		return nil, err // not a net.Conn holding a nil *Conn
+	}
+	return c, nil
+}
 
 // AcceptConn waits for the next connection and returns it with
 // TCP_NODELAY and keepalive set, as Go's listeners set them. After Close

@@ -88,6 +88,11 @@ func TestListener(t *testing.T) {
 				c.Close()
 				t.Error("the listening socket still accepts connections after Close")
 			}
+			// Through net.Listener, a failed Accept is a nil interface.
+			var nl net.Listener = l
+			if c, err := nl.Accept(); err == nil || c != nil {
+				t.Errorf("Accept after Close = %v, %v; want a nil net.Conn and an error", c, err)
+			}
 		})
 	}
 }
